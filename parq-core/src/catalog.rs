@@ -1,0 +1,661 @@
+//! Operators, lots, spots and the rules a lot lives by.
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::ids::{LotId, OperatorId, SpotId};
+use crate::money::{Currency, Money};
+use crate::time::Window;
+
+/// A tenant: owns lots, API keys and policies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operator {
+    /// The operator's id.
+    pub id: OperatorId,
+    /// Display name.
+    pub name: String,
+    /// How many live holds (held or awaiting payment) one user may have across this operator's
+    /// lots at once; `None` for no limit. Anti-hoarding (DESIGN.md invariant 7).
+    pub max_holds_per_user: Option<u32>,
+}
+
+/// A point on Earth in degrees (WGS 84).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GeoPoint {
+    /// Latitude, −90 to 90.
+    pub lat: f64,
+    /// Longitude, −180 to 180.
+    pub lon: f64,
+}
+
+impl GeoPoint {
+    /// A point; fails outside the valid ranges or on NaN.
+    pub fn new(lat: f64, lon: f64) -> Result<Self> {
+        if !(-90.0..=90.0).contains(&lat) {
+            return Err(Error::invalid("lat", format!("{lat} is outside -90..=90")));
+        }
+        if !(-180.0..=180.0).contains(&lon) {
+            return Err(Error::invalid("lon", format!("{lon} is outside -180..=180")));
+        }
+        Ok(Self { lat, lon })
+    }
+
+    /// Great-circle distance in metres (haversine).
+    pub fn distance_m(&self, other: &GeoPoint) -> f64 {
+        const R: f64 = 6_371_008.8;
+        let (p1, p2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dp = p2 - p1;
+        let dl = (other.lon - self.lon).to_radians();
+        let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+        2.0 * R * a.sqrt().atan2((1.0 - a).sqrt())
+    }
+
+    /// The latitude/longitude box that contains every point within `radius_m` of this one,
+    /// so a store can answer "near a point" with plain range indexes.
+    pub fn bounding_box(&self, radius_m: f64) -> GeoBox {
+        let dlat = (radius_m / 111_320.0).min(180.0);
+        let cos = self.lat.to_radians().cos().max(1e-6);
+        let dlon = (radius_m / (111_320.0 * cos)).min(360.0);
+        GeoBox {
+            min_lat: (self.lat - dlat).max(-90.0),
+            max_lat: (self.lat + dlat).min(90.0),
+            min_lon: (self.lon - dlon).max(-180.0),
+            max_lon: (self.lon + dlon).min(180.0),
+        }
+    }
+}
+
+/// A latitude/longitude rectangle (inclusive bounds).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GeoBox {
+    /// Southern edge.
+    pub min_lat: f64,
+    /// Northern edge.
+    pub max_lat: f64,
+    /// Western edge.
+    pub min_lon: f64,
+    /// Eastern edge.
+    pub max_lon: f64,
+}
+
+impl GeoBox {
+    /// Whether `p` lies in the box.
+    pub fn contains(&self, p: &GeoPoint) -> bool {
+        (self.min_lat..=self.max_lat).contains(&p.lat) && (self.min_lon..=self.max_lon).contains(&p.lon)
+    }
+}
+
+/// A car park or a street zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lot {
+    /// The lot's id.
+    pub id: LotId,
+    /// The operator that owns it.
+    pub operator: OperatorId,
+    /// Display name.
+    pub name: String,
+    /// Where it is.
+    pub location: GeoPoint,
+    /// IANA time zone name, e.g. `Asia/Nicosia`; opening hours are in this zone.
+    pub time_zone: String,
+    /// Windows must start and end on multiples of this (from the Unix epoch), e.g. 15 minutes.
+    pub granularity: SignedDuration,
+    /// How long an unpaid hold blocks the spot.
+    pub hold_ttl: SignedDuration,
+    /// How long a stay may last at most.
+    pub max_stay: SignedDuration,
+    /// How early before and late after its window a pass still opens the gate; also how late a
+    /// driver may arrive before a confirmed reservation counts as a no-show.
+    pub grace: SignedDuration,
+    /// Live holds one user may have in this lot at once; `None` for no limit.
+    pub max_holds_per_user: Option<u32>,
+    /// Prices.
+    pub rates: RateTable,
+    /// Refunds on cancellation.
+    pub cancellation: CancellationPolicy,
+    /// When the lot is open.
+    pub opening_hours: OpeningHours,
+    /// Windows in which nothing may be booked (works, events).
+    pub blackouts: Vec<Window>,
+}
+
+impl Lot {
+    /// The lot's time zone.
+    pub fn tz(&self) -> Result<TimeZone> {
+        TimeZone::get(&self.time_zone)
+            .map_err(|e| Error::invalid("time_zone", format!("{:?}: {e}", self.time_zone)))
+    }
+
+    /// Checks the lot's own settings; called when a lot is stored.
+    pub fn validate(&self) -> Result<()> {
+        GeoPoint::new(self.location.lat, self.location.lon)?;
+        self.tz()?;
+        let positive = |field: &'static str, d: SignedDuration| {
+            if d.is_positive() { Ok(()) } else { Err(Error::invalid(field, "must be positive")) }
+        };
+        positive("granularity", self.granularity)?;
+        positive("hold_ttl", self.hold_ttl)?;
+        positive("max_stay", self.max_stay)?;
+        if self.grace.is_negative() {
+            return Err(Error::invalid("grace", "must not be negative"));
+        }
+        if self.name.trim().is_empty() {
+            return Err(Error::invalid("name", "must not be empty"));
+        }
+        self.rates.validate()?;
+        self.opening_hours.validate()?;
+        if self.cancellation.late_refund_percent > 100 {
+            return Err(Error::invalid("late_refund_percent", "must be at most 100"));
+        }
+        Ok(())
+    }
+
+    /// Checks that `window` may be booked here: aligned to the granularity, not longer than
+    /// the maximum stay, inside opening hours and outside blackouts.
+    pub fn check_window(&self, window: &Window) -> Result<()> {
+        let g = self.granularity.as_secs().max(1);
+        let aligned = |t: Timestamp| t.subsec_nanosecond() == 0 && t.as_second().rem_euclid(g) == 0;
+        if !aligned(window.start()) || !aligned(window.end()) {
+            return Err(Error::invalid(
+                "window",
+                format!("must start and end on multiples of {} minutes", g / 60),
+            ));
+        }
+        if window.duration() > self.max_stay {
+            return Err(Error::LimitExceeded {
+                limit: format!("maximum stay of {} minutes", self.max_stay.as_mins()),
+            });
+        }
+        if self.blackouts.iter().any(|b| b.overlaps(window)) {
+            return Err(Error::Conflict { reason: crate::error::ConflictReason::Blackout });
+        }
+        match self.opening_hours {
+            OpeningHours::Always => Ok(()),
+            OpeningHours::Weekly { .. } => self.opening_hours.check(window, &self.tz()?),
+        }
+    }
+}
+
+/// Size class of a spot, ordered from smallest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SpotSize {
+    /// Motorcycles and scooters.
+    Motorcycle,
+    /// Small cars.
+    Compact,
+    /// Ordinary cars.
+    #[default]
+    Standard,
+    /// Vans and large cars.
+    Large,
+}
+
+/// What a spot offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct SpotAttributes {
+    /// Has an EV charger.
+    pub ev: bool,
+    /// Accessible (wide, near the entrance).
+    pub accessible: bool,
+    /// Size class.
+    pub size: SpotSize,
+}
+
+/// One addressable place in a lot. A street zone of capacity N is N spots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spot {
+    /// The spot's id.
+    pub id: SpotId,
+    /// Its lot.
+    pub lot: LotId,
+    /// Label painted on the ground, e.g. `B-12`.
+    pub label: String,
+    /// What it offers.
+    pub attributes: SpotAttributes,
+}
+
+/// Which spots a pooled hold may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct SpotFilter {
+    /// Needs an EV charger.
+    #[serde(default)]
+    pub ev: bool,
+    /// Needs an accessible spot.
+    #[serde(default)]
+    pub accessible: bool,
+    /// Needs at least this size.
+    #[serde(default)]
+    pub min_size: Option<SpotSize>,
+}
+
+impl SpotFilter {
+    /// Whether `a` satisfies the filter.
+    pub fn matches(&self, a: &SpotAttributes) -> bool {
+        (!self.ev || a.ev) && (!self.accessible || a.accessible) && self.min_size.is_none_or(|s| a.size >= s)
+    }
+}
+
+/// How much of the price comes back on cancellation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancellationPolicy {
+    /// Cancelled at least this long before the window starts: full refund.
+    pub full_refund_before: SignedDuration,
+    /// Cancelled later, but before the start: this percentage back. After the start: nothing.
+    pub late_refund_percent: u8,
+}
+
+impl CancellationPolicy {
+    /// The refund for a reservation of `paid` over `window`, cancelled at `now`.
+    pub fn refund(&self, paid: Money, window: &Window, now: Timestamp) -> Money {
+        let until_start = window.start().duration_since(now);
+        if until_start >= self.full_refund_before {
+            paid
+        } else if until_start.is_positive() {
+            paid.percent(self.late_refund_percent)
+        } else {
+            Money::zero(paid.currency)
+        }
+    }
+}
+
+/// One line of a rate table. A stay's price is the sum of its lines, computed per 24-hour period
+/// of the stay (tariffs restart every 24 hours) and capped per period by the daily cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RateLine {
+    /// A fixed fee per period, e.g. an entry fee.
+    Flat {
+        /// Minor units.
+        amount: i64,
+    },
+    /// The period is priced by the first tier that covers its length: "up to 1 h 2 €, up to
+    /// 3 h 5 €, longer 9 €". The tiers must be in increasing order; the last may be open.
+    Tiered {
+        /// The tiers.
+        tiers: Vec<Tier>,
+    },
+    /// Every started `every_minutes` after the first `after_minutes` (and before
+    /// `until_minutes`, if set) costs `amount`: "after the first free hour, 1.50 € per 30 min".
+    Incrementing {
+        /// Minutes that this line does not charge at the start of each period.
+        #[serde(default)]
+        after_minutes: u32,
+        /// The increment length.
+        every_minutes: u32,
+        /// The price of one started increment, in minor units.
+        amount: i64,
+        /// Minutes after which this line stops charging in a period.
+        #[serde(default)]
+        until_minutes: Option<u32>,
+    },
+}
+
+/// One tier of [`RateLine::Tiered`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tier {
+    /// The longest stay this tier covers, in minutes; `None` for any length.
+    pub up_to_minutes: Option<u32>,
+    /// The price in minor units.
+    pub amount: i64,
+}
+
+/// A lot's prices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateTable {
+    /// The currency of every amount in the table.
+    pub currency: Currency,
+    /// The lines, summed.
+    pub lines: Vec<RateLine>,
+    /// The most one 24-hour period costs, in minor units.
+    #[serde(default)]
+    pub daily_cap: Option<i64>,
+}
+
+const DAY_MINUTES: u64 = 24 * 60;
+
+impl RateTable {
+    /// Checks amounts and line shapes.
+    pub fn validate(&self) -> Result<()> {
+        if self.daily_cap.is_some_and(|c| c < 0) {
+            return Err(Error::invalid("daily_cap", "must not be negative"));
+        }
+        for line in &self.lines {
+            match line {
+                RateLine::Flat { amount } if *amount < 0 => {
+                    return Err(Error::invalid("rates", "amounts must not be negative"));
+                }
+                RateLine::Tiered { tiers } => {
+                    if tiers.is_empty() {
+                        return Err(Error::invalid("rates", "a tiered line needs at least one tier"));
+                    }
+                    let mut last = 0u32;
+                    for (i, t) in tiers.iter().enumerate() {
+                        if t.amount < 0 {
+                            return Err(Error::invalid("rates", "amounts must not be negative"));
+                        }
+                        match t.up_to_minutes {
+                            Some(m) if m <= last && i > 0 => {
+                                return Err(Error::invalid("rates", "tiers must increase"));
+                            }
+                            Some(m) => last = m,
+                            None if i + 1 != tiers.len() => {
+                                return Err(Error::invalid("rates", "only the last tier may be open"));
+                            }
+                            None => {}
+                        }
+                    }
+                }
+                RateLine::Incrementing { every_minutes, amount, after_minutes, until_minutes } => {
+                    if *every_minutes == 0 {
+                        return Err(Error::invalid("rates", "every_minutes must be positive"));
+                    }
+                    if *amount < 0 {
+                        return Err(Error::invalid("rates", "amounts must not be negative"));
+                    }
+                    if until_minutes.is_some_and(|u| u <= *after_minutes) {
+                        return Err(Error::invalid("rates", "until_minutes must exceed after_minutes"));
+                    }
+                }
+                RateLine::Flat { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The price of a stay over `window`.
+    pub fn quote(&self, window: &Window) -> Result<Money> {
+        // Round the stay up to whole minutes: a started minute counts.
+        let secs = window.duration().as_secs().max(0) as u64;
+        let minutes = secs.div_ceil(60);
+        let full_days = minutes / DAY_MINUTES;
+        let rest = minutes % DAY_MINUTES;
+        let day_price = if full_days > 0 { self.period_price(DAY_MINUTES)? } else { 0 };
+        let rest_price = if rest > 0 { self.period_price(rest)? } else { 0 };
+        let total = i64::try_from(full_days)
+            .ok()
+            .and_then(|d| d.checked_mul(day_price))
+            .and_then(|t| t.checked_add(rest_price))
+            .ok_or_else(|| Error::invalid("window", "price overflows"))?;
+        Ok(Money::new(total, self.currency))
+    }
+
+    fn period_price(&self, minutes: u64) -> Result<i64> {
+        let mut total: i64 = 0;
+        for line in &self.lines {
+            let p = match line {
+                RateLine::Flat { amount } => *amount,
+                RateLine::Tiered { tiers } => tiers
+                    .iter()
+                    .find(|t| t.up_to_minutes.is_none_or(|m| u64::from(m) >= minutes))
+                    .or(tiers.last())
+                    .map_or(0, |t| t.amount),
+                RateLine::Incrementing { after_minutes, every_minutes, amount, until_minutes } => {
+                    let end = until_minutes.map_or(minutes, |u| minutes.min(u64::from(u)));
+                    let charged = end.saturating_sub(u64::from(*after_minutes));
+                    let n = charged.div_ceil(u64::from(*every_minutes));
+                    i64::try_from(n)
+                        .ok()
+                        .and_then(|n| n.checked_mul(*amount))
+                        .ok_or_else(|| Error::invalid("window", "price overflows"))?
+                }
+            };
+            total = total.checked_add(p).ok_or_else(|| Error::invalid("window", "price overflows"))?;
+        }
+        Ok(self.daily_cap.map_or(total, |cap| total.min(cap)))
+    }
+}
+
+/// Opening hours in the lot's local time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OpeningHours {
+    /// Open around the clock.
+    #[default]
+    Always,
+    /// Open in the listed intervals of each weekday (a day with no interval is closed).
+    Weekly {
+        /// The intervals, any order.
+        intervals: Vec<DayInterval>,
+    },
+}
+
+/// An interval of one weekday, in minutes after local midnight: `[open, close)`, with `close`
+/// up to 1440 (midnight at the end of the day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayInterval {
+    /// Day of the week, Monday = 1 … Sunday = 7.
+    pub weekday: u8,
+    /// Opening minute, 0..1440.
+    pub open: u16,
+    /// Closing minute, 1..=1440.
+    pub close: u16,
+}
+
+impl OpeningHours {
+    fn validate(&self) -> Result<()> {
+        if let OpeningHours::Weekly { intervals } = self {
+            for i in intervals {
+                if !(1..=7).contains(&i.weekday) || i.open >= i.close || i.close > 1440 {
+                    return Err(Error::invalid("opening_hours", format!("bad interval {i:?}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails unless every instant of `window` is inside opening hours.
+    pub fn check(&self, window: &Window, tz: &TimeZone) -> Result<()> {
+        let OpeningHours::Weekly { intervals } = self else { return Ok(()) };
+        let closed = || Error::invalid("window", "the lot is closed during part of the window");
+        let mut t = window.start();
+        // Each step moves to the end of an open interval, so the loop ends; bound it anyway.
+        for _ in 0..(7 * 48 + 64) {
+            if t >= window.end() {
+                return Ok(());
+            }
+            let z = t.to_zoned_datetime(tz.clone());
+            let wd = z.weekday().to_monday_one_offset() as u8;
+            let minute = (z.hour() as u16) * 60 + z.minute() as u16;
+            // The latest close among intervals of the day that contain this minute.
+            let close = intervals
+                .iter()
+                .filter(|i| i.weekday == wd && i.open <= minute && minute < i.close)
+                .map(|i| i.close)
+                .max()
+                .ok_or_else(closed)?;
+            let day = z.date();
+            let next = if close >= 1440 {
+                day.tomorrow()
+                    .map_err(|e| Error::invalid("window", e.to_string()))?
+                    .to_zoned_datetime(tz.clone())
+            } else {
+                day.at((close / 60) as i8, (close % 60) as i8, 0, 0).to_zoned_datetime(tz.clone())
+            }
+            .map_err(|e| Error::invalid("window", e.to_string()))?;
+            let next = next.timestamp();
+            if next <= t {
+                return Err(closed());
+            }
+            t = next;
+        }
+        Err(closed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(h: i64, m: i64) -> Timestamp {
+        "2030-01-07T00:00:00Z".parse::<Timestamp>().unwrap() + SignedDuration::from_mins(h * 60 + m)
+    }
+
+    fn table(lines: Vec<RateLine>, daily_cap: Option<i64>) -> RateTable {
+        let t = RateTable { currency: Currency::EUR, lines, daily_cap };
+        t.validate().unwrap();
+        t
+    }
+
+    fn price(t: &RateTable, from: (i64, i64), to: (i64, i64)) -> i64 {
+        t.quote(&Window::new(at(from.0, from.1), at(to.0, to.1)).unwrap()).unwrap().minor
+    }
+
+    #[test]
+    fn flat_line_is_charged_once_per_day() {
+        let t = table(vec![RateLine::Flat { amount: 500 }], None);
+        assert_eq!(price(&t, (8, 0), (9, 0)), 500);
+        assert_eq!(price(&t, (8, 0), (8 + 30, 0)), 1000, "a day and a part of the next");
+    }
+
+    #[test]
+    fn tiered_line_takes_the_first_tier_that_covers_the_stay() {
+        let tiers = vec![
+            Tier { up_to_minutes: Some(60), amount: 200 },
+            Tier { up_to_minutes: Some(180), amount: 500 },
+            Tier { up_to_minutes: None, amount: 900 },
+        ];
+        let t = table(vec![RateLine::Tiered { tiers }], None);
+        assert_eq!(price(&t, (8, 0), (9, 0)), 200, "exactly one hour");
+        assert_eq!(price(&t, (8, 0), (9, 1)), 500, "a started minute counts");
+        assert_eq!(price(&t, (8, 0), (11, 0)), 500);
+        assert_eq!(price(&t, (8, 0), (18, 0)), 900);
+    }
+
+    #[test]
+    fn incrementing_line_charges_started_increments_after_the_free_time() {
+        let t = table(
+            vec![RateLine::Incrementing {
+                after_minutes: 60,
+                every_minutes: 30,
+                amount: 150,
+                until_minutes: None,
+            }],
+            None,
+        );
+        assert_eq!(price(&t, (8, 0), (9, 0)), 0, "the first hour is free");
+        assert_eq!(price(&t, (8, 0), (9, 1)), 150);
+        assert_eq!(price(&t, (8, 0), (10, 0)), 300);
+        assert_eq!(price(&t, (8, 0), (10, 15)), 450);
+    }
+
+    #[test]
+    fn daily_cap_limits_each_day_and_lines_add_up() {
+        let t = table(
+            vec![
+                RateLine::Flat { amount: 100 },
+                RateLine::Incrementing {
+                    after_minutes: 0,
+                    every_minutes: 60,
+                    amount: 200,
+                    until_minutes: None,
+                },
+            ],
+            Some(1500),
+        );
+        assert_eq!(price(&t, (8, 0), (10, 0)), 500);
+        assert_eq!(price(&t, (8, 0), (20, 0)), 1500, "capped");
+        assert_eq!(price(&t, (8, 0), (8 + 48 + 2, 0)), 1500 + 1500 + 500, "two capped days and two hours");
+    }
+
+    #[test]
+    fn bad_rate_tables_are_refused() {
+        let bad = [
+            RateTable {
+                currency: Currency::EUR,
+                lines: vec![RateLine::Flat { amount: -1 }],
+                daily_cap: None,
+            },
+            RateTable {
+                currency: Currency::EUR,
+                lines: vec![RateLine::Tiered { tiers: vec![] }],
+                daily_cap: None,
+            },
+            RateTable {
+                currency: Currency::EUR,
+                lines: vec![RateLine::Incrementing {
+                    after_minutes: 0,
+                    every_minutes: 0,
+                    amount: 1,
+                    until_minutes: None,
+                }],
+                daily_cap: None,
+            },
+            RateTable {
+                currency: Currency::EUR,
+                lines: vec![RateLine::Tiered {
+                    tiers: vec![
+                        Tier { up_to_minutes: None, amount: 1 },
+                        Tier { up_to_minutes: Some(10), amount: 2 },
+                    ],
+                }],
+                daily_cap: None,
+            },
+        ];
+        for t in bad {
+            assert!(matches!(t.validate(), Err(Error::Invalid { .. })), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn opening_hours_cover_the_whole_window_in_local_time() {
+        // Weekdays 07:00-20:00 local (Asia/Nicosia is UTC+2 in January); Saturday 09:00-24:00.
+        let mut intervals: Vec<DayInterval> =
+            (1..=5).map(|d| DayInterval { weekday: d, open: 420, close: 1200 }).collect();
+        intervals.push(DayInterval { weekday: 6, open: 540, close: 1440 });
+        intervals.push(DayInterval { weekday: 7, open: 0, close: 120 });
+        let hours = OpeningHours::Weekly { intervals };
+        hours.validate().unwrap();
+        let tz = TimeZone::get("Asia/Nicosia").unwrap();
+        let w = |a: (i64, i64), b: (i64, i64)| Window::new(at(a.0, a.1), at(b.0, b.1)).unwrap();
+        // 2030-01-07 is a Monday; 05:00 UTC is 07:00 local.
+        assert!(hours.check(&w((5, 0), (18, 0)), &tz).is_ok());
+        assert!(hours.check(&w((4, 45), (6, 0)), &tz).is_err(), "opens at 07:00 local");
+        assert!(hours.check(&w((17, 0), (18, 15)), &tz).is_err(), "closes at 20:00 local");
+        // Saturday 2030-01-12 22:00 local to Sunday 01:00 local crosses midnight while open.
+        let sat = 5 * 24;
+        assert!(hours.check(&w((sat + 20, 0), (sat + 23, 0)), &tz).is_ok());
+        assert!(hours.check(&w((sat + 20, 0), (sat + 24, 30)), &tz).is_err(), "Sunday closes at 02:00 local");
+    }
+
+    #[test]
+    fn windows_must_align_fit_the_stay_and_avoid_blackouts() {
+        let (mut lot, _) =
+            crate::testing::sample_lot(OperatorId::new(), "L", GeoPoint { lat: 35.0, lon: 33.0 });
+        lot.validate().unwrap();
+        let w = |a: (i64, i64), b: (i64, i64)| Window::new(at(a.0, a.1), at(b.0, b.1)).unwrap();
+        assert!(lot.check_window(&w((8, 0), (9, 0))).is_ok());
+        assert!(
+            matches!(lot.check_window(&w((8, 5), (9, 0))), Err(Error::Invalid { .. })),
+            "not on 15 minutes"
+        );
+        assert!(matches!(lot.check_window(&w((8, 0), (8 + 73, 0))), Err(Error::LimitExceeded { .. })));
+        lot.blackouts.push(w((10, 0), (12, 0)));
+        assert!(matches!(lot.check_window(&w((11, 0), (13, 0))), Err(Error::Conflict { .. })));
+        assert!(lot.check_window(&w((12, 0), (13, 0))).is_ok(), "half-open: ends where the blackout ends");
+    }
+
+    #[test]
+    fn cancellation_policy_by_notice() {
+        let p =
+            CancellationPolicy { full_refund_before: SignedDuration::from_hours(2), late_refund_percent: 50 };
+        let paid = Money::new(1000, Currency::EUR);
+        let w = Window::new(at(12, 0), at(14, 0)).unwrap();
+        assert_eq!(p.refund(paid, &w, at(10, 0)).minor, 1000);
+        assert_eq!(p.refund(paid, &w, at(10, 1)).minor, 500);
+        assert_eq!(p.refund(paid, &w, at(12, 0)).minor, 0, "nothing once the stay started");
+    }
+
+    #[test]
+    fn geography() {
+        let nicosia = GeoPoint::new(35.1856, 33.3823).unwrap();
+        let limassol = GeoPoint::new(34.7071, 33.0226).unwrap();
+        let d = nicosia.distance_m(&limassol);
+        assert!((61_000.0..64_000.0).contains(&d), "{d}");
+        let b = nicosia.bounding_box(1000.0);
+        assert!(b.contains(&nicosia) && !b.contains(&limassol));
+        assert!(GeoPoint::new(91.0, 0.0).is_err() && GeoPoint::new(0.0, f64::NAN).is_err());
+    }
+}

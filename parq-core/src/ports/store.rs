@@ -1,0 +1,242 @@
+//! The reservation store: the arbiter of who has which spot.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use crate::catalog::{GeoBox, Lot, Operator, Spot};
+use crate::error::Result;
+use crate::ids::{LotId, OperatorId, ReservationId, SpotId, UserId};
+use crate::money::Money;
+use crate::reservation::{
+    Event, EventKind, GateSession, PaymentRef, Reservation, ReservationState, StateSet,
+};
+use crate::time::Window;
+
+/// What a store can do, so the conformance suite and the engine pick behaviour by capability,
+/// never by the backend's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Confirmed reservations survive a restart of the process and of the backend.
+    pub durable: bool,
+    /// Several processes may share the store (replicas).
+    pub shared: bool,
+    /// Keeps every event for resume (otherwise only the most recent ones per lot).
+    pub full_event_log: bool,
+}
+
+impl Capabilities {
+    /// Capabilities with every flag given.
+    pub const fn new(durable: bool, shared: bool, full_event_log: bool) -> Self {
+        Self { durable, shared, full_event_log }
+    }
+}
+
+/// A caller-scoped idempotency key and the fingerprint of the request it came with.
+///
+/// The store records `(scope, key) → (fingerprint, reservation)` in the same atomic step as
+/// the change. A later request with the same scope and key and the same fingerprint gets the
+/// recorded reservation back (`replayed`); with another fingerprint it fails with
+/// [`crate::Error::IdempotencyMismatch`]. A request that failed records nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    /// Who the key belongs to, e.g. `user:<id>`, `webhook:stripe`, `gate:<id>`.
+    pub scope: String,
+    /// The key as the caller sent it.
+    pub key: String,
+    /// A digest of the request (method, target, body).
+    pub fingerprint: [u8; 32],
+}
+
+/// Which spot a hold takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldTarget {
+    /// Exactly this spot.
+    Spot(SpotId),
+    /// The first of these spots (in this order) that is free for the window.
+    AnyOf(Vec<SpotId>),
+}
+
+/// Per-user limits on live holds, checked atomically with the insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HoldLimits {
+    /// Live holds one user may have in the lot.
+    pub per_lot: Option<u32>,
+    /// Live holds one user may have across the operator's lots.
+    pub per_operator: Option<u32>,
+}
+
+impl HoldLimits {
+    /// Whether any limit applies.
+    pub const fn any(&self) -> bool {
+        self.per_lot.is_some() || self.per_operator.is_some()
+    }
+}
+
+/// A request to insert a hold.
+#[derive(Debug, Clone)]
+pub struct HoldRequest {
+    /// The reservation to insert, in state `held`. Its `spot` and `fence` are set by the store;
+    /// everything else is kept as given.
+    pub reservation: Reservation,
+    /// The spot, or the candidates of a pooled hold.
+    pub target: HoldTarget,
+    /// Per-user limits.
+    pub limits: HoldLimits,
+    /// The fencing number an admission lock issued for this claim, if any. The stored fence is
+    /// `max(last fence of the spot + 1, this)`.
+    pub lock_fence: Option<u64>,
+    /// The caller's idempotency key.
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+/// A change to a gate session, made with a reservation update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionChange {
+    /// Open a new session.
+    Enter(GateSession),
+    /// Close the open session.
+    Exit {
+        /// When.
+        at: Timestamp,
+        /// Through which gate.
+        gate: String,
+        /// The id of the reading, if the reader gave one.
+        scan: Option<String>,
+    },
+}
+
+/// A conditional change to one reservation.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// The reservation.
+    pub id: ReservationId,
+    /// The states it must be in, as read at `now` (a hold past its deadline reads as `expired`).
+    pub expect: StateSet,
+    /// The fencing number the caller read; it must equal the stored one.
+    pub fence: u64,
+    /// The new state (may equal the current one).
+    pub to: ReservationState,
+    /// A new window (extension).
+    pub window: Option<Window>,
+    /// A new price.
+    pub price: Option<Money>,
+    /// A new hold deadline.
+    pub hold_expires_at: Option<Timestamp>,
+    /// A new payment record.
+    pub payment: Option<PaymentRef>,
+    /// A gate session change.
+    pub session: Option<SessionChange>,
+    /// Give the reservation a new fencing number (reinstatement, extension).
+    pub bump_fence: bool,
+    /// The event to record.
+    pub event: EventKind,
+    /// The caller's idempotency key.
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+impl Update {
+    /// An update of `r` from one of `expect` to `to`, recording `event`, changing nothing else.
+    pub fn new(r: &Reservation, expect: StateSet, to: ReservationState, event: EventKind) -> Self {
+        Self {
+            id: r.id,
+            expect,
+            fence: r.fence,
+            to,
+            window: None,
+            price: None,
+            hold_expires_at: None,
+            payment: None,
+            session: None,
+            bump_fence: false,
+            event,
+            idempotency: None,
+        }
+    }
+}
+
+/// The result of a write: the reservation as stored, and the events recorded with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The reservation after the write.
+    pub reservation: Reservation,
+    /// The events the write recorded (empty when replayed).
+    pub events: Vec<Event>,
+    /// Whether this answered a repeated idempotency key without writing anything.
+    pub replayed: bool,
+}
+
+/// The arbiter of reservations: inventory, conditional writes, events, idempotency records.
+///
+/// # Contract
+/// - Windows are half-open `[start, end)`; back-to-back windows do not overlap.
+/// - **Live** means state `held`, `pending_payment`, `confirmed` or `checked_in`, except that a
+///   hold (`held`, `pending_payment`) whose `hold_expires_at <= now` is not live (lazy expiry).
+/// - [`hold`](Self::hold) is atomic: it retires (marks `expired`, with an `expired` event) every
+///   lapsed hold that overlaps the window on the chosen spot, checks that no live reservation
+///   overlaps, checks the per-user limits, assigns the fencing number, inserts, records a
+///   `held` event and the idempotency record — all or nothing. No two live reservations on a
+///   spot ever overlap, whatever the interleaving. A taken spot (or no free candidate) is
+///   [`Conflict`](crate::Error::Conflict); a limit is
+///   [`LimitExceeded`](crate::Error::LimitExceeded); an unknown spot is
+///   [`NotFound`](crate::Error::NotFound).
+/// - [`update`](Self::update) is a compare-and-set: the stored fence must equal
+///   [`Update::fence`] ([`StaleFence`](crate::Error::StaleFence) otherwise), the state read at
+///   `now` must be in [`Update::expect`] ([`HoldExpired`](crate::Error::HoldExpired) when the
+///   stored state was an expected hold that lapsed, else
+///   [`InvalidTransition`](crate::Error::InvalidTransition)), and the state machine must allow
+///   the move. When the result is live and either the window changes or the reservation was
+///   not live, the overlap check of `hold` runs (excluding the reservation itself).
+/// - Events get per-lot sequence numbers from 1 without gaps, in commit order, in the same
+///   atomic step as the change they describe.
+/// - Idempotency: see [`IdempotencyClaim`]. A replay returns the reservation as it is now.
+/// - Failures of the backend are [`Unavailable`](crate::Error::Unavailable) (retryable when a
+///   retry may help) or [`Backend`](crate::Error::Backend); a write that returns an error
+///   either happened entirely or not at all, and a retry with the same idempotency key is safe.
+#[async_trait]
+pub trait ReservationStore: Send + Sync + Debug + 'static {
+    /// What this store can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Inserts or replaces an operator.
+    async fn put_operator(&self, operator: &Operator) -> Result<()>;
+    /// An operator, or `NotFound`.
+    async fn operator(&self, id: OperatorId) -> Result<Operator>;
+    /// Inserts or replaces a lot (the engine validates it first).
+    async fn put_lot(&self, lot: &Lot) -> Result<()>;
+    /// A lot, or `NotFound`.
+    async fn lot(&self, id: LotId) -> Result<Lot>;
+    /// Every lot whose location lies in `area`.
+    async fn lots_in(&self, area: &GeoBox) -> Result<Vec<Lot>>;
+    /// Inserts or replaces a spot; its lot must exist (`NotFound` otherwise).
+    async fn put_spot(&self, spot: &Spot) -> Result<()>;
+    /// The spots of a lot, ordered by label.
+    async fn spots(&self, lot: LotId) -> Result<Vec<Spot>>;
+
+    /// Inserts a hold; see the contract.
+    async fn hold(&self, request: HoldRequest, now: Timestamp) -> Result<Written>;
+    /// Changes a reservation conditionally; see the contract.
+    async fn update(&self, update: Update, now: Timestamp) -> Result<Written>;
+    /// A reservation as stored (the stored state, not the lazily expired one), or `NotFound`.
+    async fn get(&self, id: ReservationId) -> Result<Reservation>;
+    /// A user's reservations, newest first, at most `limit`.
+    async fn by_user(&self, user: UserId, limit: usize) -> Result<Vec<Reservation>>;
+    /// Reservations of a lot that are live at `now` and overlap `window`.
+    async fn live_in_lot(&self, lot: LotId, window: &Window, now: Timestamp) -> Result<Vec<Reservation>>;
+    /// Holds whose deadline is at or before `now` and that are still stored as holds, oldest
+    /// deadline first, at most `limit`. With several sweepers, each should get different rows
+    /// where the backend can arrange it.
+    async fn lapsed_holds(&self, now: Timestamp, limit: usize) -> Result<Vec<Reservation>>;
+    /// Confirmed (never checked-in) reservations whose window started before `cutoff`,
+    /// at most `limit`: candidates for a no-show release.
+    async fn unclaimed_before(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<Reservation>>;
+    /// Events of a lot with `seq > after`, in order, at most `limit`.
+    async fn events(&self, lot: LotId, after: u64, limit: usize) -> Result<Vec<Event>>;
+    /// The gate sessions of a reservation, oldest first.
+    async fn sessions(&self, id: ReservationId) -> Result<Vec<GateSession>>;
+}
+
+/// `dyn ReservationStore`.
+pub type DynReservationStore = dyn ReservationStore;

@@ -1,0 +1,722 @@
+//! `PgStore`: the reservation store on PostgreSQL.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Object, Pool, Transaction};
+use jiff::Timestamp;
+use parq_core::{
+    Capabilities, ConflictReason, Error, Event, EventKind, GateSession, GeoBox, HoldRequest, HoldTarget,
+    IdempotencyClaim, Lot, LotId, Operator, OperatorId, Reservation, ReservationId, ReservationState,
+    ReservationStore, Result, SessionChange, Spot, SpotId, Update, UserId, Window, Written,
+};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use crate::error::{PgError, db};
+use crate::rows::{self, check_window, fence_i64, micros, sys};
+use crate::sql::Sql;
+
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// A [`ReservationStore`] on PostgreSQL: the arbiter of a deployment with several replicas.
+///
+/// It takes the caller's [`Pool`] and keeps every table in one schema, which
+/// [`migrate`](Self::migrate) creates. See the crate documentation for how each part of the
+/// contract is kept.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    schema: String,
+    channel: String,
+    sql: Sql,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore").field("schema", &self.inner.schema).finish_non_exhaustive()
+    }
+}
+
+/// The notification channel of a schema: an identifier of at most 63 bytes.
+pub(crate) fn channel_of(schema: &str) -> String {
+    let mut c = format!("{schema}.events");
+    while c.len() > 63 {
+        c.pop();
+    }
+    c
+}
+
+impl PgStore {
+    /// A store on `pool` keeping its tables in `schema` (created by [`migrate`](Self::migrate)).
+    ///
+    /// Every statement names the schema, so the pool's connections need no `search_path`.
+    pub fn new(pool: Pool, schema: impl Into<String>) -> Self {
+        let schema = schema.into();
+        Self { inner: Arc::new(Inner { pool, channel: channel_of(&schema), sql: Sql::new(&schema), schema }) }
+    }
+
+    /// Creates the schema and applies the migrations (`migrations/*.sql`) it lacks, once
+    /// each, recording them in `parq_migrations`. Safe to run from several replicas at once.
+    pub async fn migrate(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        crate::migrate::run(&mut client, &self.inner.schema).await
+    }
+
+    /// The schema holding the store's tables.
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// The pool the store runs on.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// The `LISTEN`/`NOTIFY` channel on which every committed event is announced.
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// Not part of the API: the text of a statement of the hold and update paths, so the
+    /// benchmark can run exactly the same SQL through `pgbench`.
+    #[doc(hidden)]
+    pub fn statement(&self, name: &str) -> Option<&str> {
+        let sql = self.sql();
+        Some(match name {
+            "lot_owner" => &sql.lot_owner,
+            "lock_spot" => &sql.lock_spot,
+            "overlapping" => &sql.overlapping,
+            "insert_hold" => &sql.insert_hold,
+            "lock_spot_of" => &sql.lock_spot_of,
+            "reservation" => &sql.reservation,
+            "write_update" => &sql.write_update,
+            _ => return None,
+        })
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.inner.pool.get().await.map_err(|e| PgError::Pool(e).into())
+    }
+
+    fn sql(&self) -> &Sql {
+        &self.inner.sql
+    }
+}
+
+async fn query(c: &impl GenericClient, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, PgError> {
+    let st = c.prepare_cached(sql).await?;
+    Ok(c.query(&st, params).await?)
+}
+
+async fn query_opt(c: &impl GenericClient, sql: &str, params: &[Param<'_>]) -> Result<Option<Row>, PgError> {
+    let st = c.prepare_cached(sql).await?;
+    Ok(c.query_opt(&st, params).await?)
+}
+
+async fn execute(c: &impl GenericClient, sql: &str, params: &[Param<'_>]) -> Result<u64, PgError> {
+    let st = c.prepare_cached(sql).await?;
+    Ok(c.execute(&st, params).await?)
+}
+
+/// Takes a connection out of the pool after a failure that may have broken it (a terminated
+/// backend is often noticed only by the next query), so the retry gets a healthy one.
+fn discard_if_broken<T>(client: Object, result: &Result<T>) {
+    if matches!(result, Err(e) if e.is_retryable()) {
+        drop(Object::take(client));
+    }
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The advisory-lock key that serialises one user's holds while their limits are checked.
+fn user_key(user: UserId) -> i64 {
+    let b = user.0.as_bytes();
+    i64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]) ^ 0x7061_7271_7573_6572
+}
+
+/// Events recorded by one write, as the columns the outbox statement takes.
+#[derive(Default)]
+struct Outbox {
+    ids: Vec<Uuid>,
+    kinds: Vec<&'static str>,
+    spots: Vec<Uuid>,
+    users: Vec<Uuid>,
+    starts: Vec<SystemTime>,
+    ends: Vec<SystemTime>,
+    states: Vec<&'static str>,
+    payloads: Vec<String>,
+    events: Vec<Event>,
+}
+
+impl Outbox {
+    fn push(&mut self, r: &Reservation, kind: EventKind, at: Timestamp) -> Result<()> {
+        let event = Event::of(r, kind, 0, at);
+        self.payloads
+            .push(serde_json::to_string(&event).map_err(|e| Error::invalid("event", e.to_string()))?);
+        self.ids.push(r.id.0);
+        self.kinds.push(rows::kind_str(kind));
+        self.spots.push(r.spot.0);
+        self.users.push(r.user.0);
+        self.starts.push(sys(r.window.start())?);
+        self.ends.push(sys(r.window.end())?);
+        self.states.push(r.state.as_str());
+        self.events.push(event);
+        Ok(())
+    }
+
+    /// The parameters of [`crate::sql`]'s events tail.
+    fn params<'a>(&'a self, lot: &'a Uuid, at: &'a SystemTime, channel: &'a String) -> [Param<'a>; 11] {
+        [
+            &self.ids,
+            lot,
+            at,
+            &self.kinds,
+            &self.spots,
+            &self.users,
+            &self.starts,
+            &self.ends,
+            &self.states,
+            &self.payloads,
+            channel,
+        ]
+    }
+
+    /// The events, numbered by the rows the statement returned.
+    fn numbered(mut self, rows: &[Row]) -> Result<Vec<Event>> {
+        if rows.len() != self.events.len() {
+            return Err(PgError::malformed("outbox", "the lot's sequence counter is missing").into());
+        }
+        for (e, row) in self.events.iter_mut().zip(rows) {
+            let seq: i64 = row.try_get(0).map_err(PgError::Db)?;
+            e.seq = u64::try_from(seq).map_err(|e| PgError::malformed("sequence number", e))?;
+        }
+        Ok(self.events)
+    }
+}
+
+impl PgStore {
+    /// Claims an idempotency key in the transaction: `None` when it is new (the claim commits
+    /// with the change, or vanishes with it), `Some(id)` for a repeated request.
+    async fn claim(&self, tx: &Transaction<'_>, claim: &IdempotencyClaim, id: Uuid) -> Result<Option<Uuid>> {
+        let fp: &[u8] = &claim.fingerprint;
+        // A concurrent request with the same key waits here until the first one ends.
+        if query_opt(tx, &self.sql().claim, &[&claim.scope, &claim.key, &fp, &id]).await?.is_some() {
+            return Ok(None);
+        }
+        let row = query_opt(tx, &self.sql().claimed, &[&claim.scope, &claim.key])
+            .await?
+            .ok_or_else(|| Error::unavailable("an idempotency record vanished; retry", None))?;
+        let stored: &[u8] = row.try_get(0).map_err(PgError::Db)?;
+        if stored != fp {
+            return Err(Error::IdempotencyMismatch { key: claim.key.clone() });
+        }
+        Ok(Some(row.try_get(1).map_err(PgError::Db)?))
+    }
+
+    async fn replay(&self, c: &impl GenericClient, id: Uuid) -> Result<Written> {
+        let row = query_opt(c, &self.sql().reservation, &[&id])
+            .await?
+            .ok_or_else(|| Error::not_found(format!("reservation {id}")))?;
+        Ok(Written { reservation: rows::reservation(&row)?, events: Vec::new(), replayed: true })
+    }
+
+    /// With the spot locked, the reservations blocking `window` at `now` (other than
+    /// `except`): `None` when a live one blocks, else the lapsed holds to retire.
+    async fn check_free(
+        &self,
+        tx: &Transaction<'_>,
+        spot: Uuid,
+        window: (SystemTime, SystemTime),
+        now: SystemTime,
+        except: Uuid,
+    ) -> Result<Option<Vec<Uuid>>> {
+        let rows = query(tx, &self.sql().overlapping, &[&spot, &window.0, &window.1, &now, &except]).await?;
+        let mut lapsed = Vec::new();
+        for row in rows {
+            let is_lapsed: bool = row.try_get(1).map_err(PgError::Db)?;
+            if !is_lapsed {
+                return Ok(None);
+            }
+            lapsed.push(row.try_get(0).map_err(PgError::Db)?);
+        }
+        Ok(Some(lapsed))
+    }
+
+    /// Marks lapsed holds expired, recording their events.
+    async fn retire(
+        &self,
+        tx: &Transaction<'_>,
+        lapsed: &[Uuid],
+        now: Timestamp,
+        out: &mut Outbox,
+    ) -> Result<()> {
+        if lapsed.is_empty() {
+            return Ok(());
+        }
+        for row in query(tx, &self.sql().retire, &[&lapsed, &sys(now)?]).await? {
+            out.push(&rows::reservation(&row)?, EventKind::Expired, now)?;
+        }
+        Ok(())
+    }
+
+    /// Picks the first free candidate of a pooled hold and locks it: `(spot, last fence,
+    /// lapsed holds)`. Spots locked by other holds are passed over first (`SKIP LOCKED`), and
+    /// waited for only when no unlocked candidate is free, so a pooled hold never reports a
+    /// full lot because of a spot that another transaction merely touched.
+    async fn pick(
+        &self,
+        tx: &Transaction<'_>,
+        lot: LotId,
+        candidates: &[SpotId],
+        window: (SystemTime, SystemTime),
+        now: SystemTime,
+    ) -> Result<(SpotId, i64, Vec<Uuid>)> {
+        let ids: Vec<Uuid> = candidates.iter().map(|s| s.0).collect();
+        // An unknown candidate is an error only when no earlier one is free.
+        let known: Vec<Uuid> = query(tx, &self.sql().known_spots, &[&lot.0, &ids])
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(PgError::Db)?;
+        let first_unknown = ids.iter().position(|id| !known.contains(id));
+        let ids = &ids[..first_unknown.unwrap_or(ids.len())];
+        let none_free = || match first_unknown {
+            Some(i) => Error::not_found(format!("spot {} in lot {lot}", candidates[i])),
+            None => Error::Conflict { reason: ConflictReason::NoFreeSpot },
+        };
+        let mut tried: Vec<Uuid> = Vec::new();
+        while tried.len() < ids.len() {
+            tx.batch_execute("SAVEPOINT parq_pick").await.map_err(db)?;
+            let params: [Param<'_>; 5] = [&ids, &window.0, &window.1, &now, &tried];
+            let (spot, last) = match query_opt(tx, &self.sql().pick_free, &params).await? {
+                Some(row) => {
+                    let spot: Uuid = row.try_get(0).map_err(PgError::Db)?;
+                    (spot, row.try_get::<_, i64>(1).map_err(PgError::Db)?)
+                }
+                None => {
+                    // Every unlocked candidate is taken: wait for the locked ones, in order.
+                    let Some(row) = query_opt(tx, &self.sql().free_now, &params).await? else {
+                        return Err(none_free());
+                    };
+                    let spot: Uuid = row.try_get(0).map_err(PgError::Db)?;
+                    let row = query_opt(tx, &self.sql().lock_spot, &[&spot, &lot.0])
+                        .await?
+                        .ok_or_else(|| Error::not_found(format!("spot {spot} in lot {lot}")))?;
+                    (spot, row.try_get::<_, i64>(0).map_err(PgError::Db)?)
+                }
+            };
+            // The pick read a snapshot taken before its lock; decide on a fresh read.
+            if let Some(lapsed) = self.check_free(tx, spot, window, now, Uuid::nil()).await? {
+                return Ok((SpotId(spot), last, lapsed));
+            }
+            tried.push(spot);
+            tx.batch_execute("ROLLBACK TO SAVEPOINT parq_pick").await.map_err(db)?;
+        }
+        Err(none_free())
+    }
+
+    async fn hold_on(&self, client: &mut Object, req: HoldRequest, now: Timestamp) -> Result<Written> {
+        let HoldRequest { reservation: r, target, limits, lock_fence, idempotency } = req;
+        if r.state != ReservationState::Held {
+            return Err(Error::invalid("state", "a hold is inserted in state held"));
+        }
+        let window = check_window(&r.window)?;
+        let now = micros(now);
+        let now_s = sys(now)?;
+        let lock_fence = lock_fence.map(fence_i64).transpose()?;
+        let payment = r.payment.as_deref().map(rows::to_doc).transpose()?;
+
+        let tx = client.transaction().await.map_err(db)?;
+        if let Some(claim) = &idempotency {
+            if let Some(id) = self.claim(&tx, claim, r.id.0).await? {
+                return self.replay(&tx, id).await;
+            }
+        }
+        let owner: Uuid = query_opt(&tx, &self.sql().lot_owner, &[&r.lot.0])
+            .await?
+            .ok_or_else(|| Error::not_found(format!("lot {}", r.lot)))?
+            .try_get(0)
+            .map_err(PgError::Db)?;
+        if limits.any() {
+            // One user's holds take turns here, so two cannot both pass the count.
+            query(&tx, &self.sql().lock_user, &[&user_key(r.user)]).await?;
+            let row = query_opt(&tx, &self.sql().count_holds, &[&r.user.0, &r.lot.0, &r.operator.0, &now_s])
+                .await?
+                .ok_or_else(|| PgError::malformed("hold count", "no row"))?;
+            let in_lot: i64 = row.try_get(0).map_err(PgError::Db)?;
+            let in_op: i64 = row.try_get(1).map_err(PgError::Db)?;
+            if limits.per_lot.is_some_and(|l| in_lot >= i64::from(l)) {
+                return Err(Error::LimitExceeded {
+                    limit: format!("{in_lot} live holds per driver in this lot"),
+                });
+            }
+            if limits.per_operator.is_some_and(|l| in_op >= i64::from(l)) {
+                return Err(Error::LimitExceeded { limit: format!("{in_op} live holds per driver") });
+            }
+        }
+        if owner != r.operator.0 {
+            return Err(Error::invalid("operator", "the lot belongs to another operator"));
+        }
+
+        let (spot, last_fence, lapsed) = match &target {
+            HoldTarget::Spot(spot) => {
+                // The spot's row lock serialises its holds (and its fence counter) before the
+                // exclusion constraint is involved, so contending holds queue instead of
+                // deadlocking inside the constraint.
+                let last: i64 = query_opt(&tx, &self.sql().lock_spot, &[&spot.0, &r.lot.0])
+                    .await?
+                    .ok_or_else(|| Error::not_found(format!("spot {spot} in lot {}", r.lot)))?
+                    .try_get(0)
+                    .map_err(PgError::Db)?;
+                match self.check_free(&tx, spot.0, window, now_s, Uuid::nil()).await? {
+                    Some(lapsed) => (*spot, last, lapsed),
+                    None => return Err(Error::spot_taken(*spot)),
+                }
+            }
+            HoldTarget::AnyOf(candidates) => self.pick(&tx, r.lot, candidates, window, now_s).await?,
+        };
+
+        let mut out = Outbox::default();
+        self.retire(&tx, &lapsed, now, &mut out).await?;
+        let fence = (last_fence + 1).max(lock_fence.unwrap_or(0));
+        let stored = Reservation {
+            spot,
+            fence: fence as u64,
+            state: ReservationState::Held,
+            hold_expires_at: micros(r.hold_expires_at),
+            created_at: micros(r.created_at),
+            ..r
+        };
+        out.push(&stored, EventKind::Held, now)?;
+        let (deadline, created) = (sys(stored.hold_expires_at)?, sys(stored.created_at)?);
+        let currency = stored.price.currency.as_str();
+        let head: [Param<'_>; 13] = [
+            &stored.id.0,
+            &stored.operator.0,
+            &stored.lot.0,
+            &stored.spot.0,
+            &stored.user.0,
+            &window.0,
+            &window.1,
+            &fence,
+            &stored.price.minor,
+            &currency,
+            &deadline,
+            &created,
+            &payment,
+        ];
+        let tail = out.params(&stored.lot.0, &now_s, &self.inner.channel);
+        let params: Vec<Param<'_>> = head.into_iter().chain(tail).collect();
+        let conflict = |e: PgError| match &target {
+            HoldTarget::Spot(spot) => e.into_core(Some(*spot)),
+            HoldTarget::AnyOf(_) => e.into_core(None),
+        };
+        let rows = query(&tx, &self.sql().insert_hold, &params).await.map_err(conflict)?;
+        let events = out.numbered(&rows)?;
+        tx.commit().await.map_err(|e| conflict(PgError::Db(e)))?;
+        Ok(Written { reservation: stored, events, replayed: false })
+    }
+
+    async fn update_on(&self, client: &mut Object, u: Update, now: Timestamp) -> Result<Written> {
+        let now = micros(now);
+        let now_s = sys(now)?;
+        if let Some(w) = &u.window {
+            check_window(w)?;
+        }
+        let tx = client.transaction().await.map_err(db)?;
+        if let Some(claim) = &u.idempotency {
+            if let Some(id) = self.claim(&tx, claim, u.id.0).await? {
+                return self.replay(&tx, id).await;
+            }
+        }
+        // Every writer of a reservation holds its spot's row lock, so what is read next is
+        // current until commit.
+        let spot_row = query_opt(&tx, &self.sql().lock_spot_of, &[&u.id.0])
+            .await?
+            .ok_or_else(|| Error::not_found(format!("reservation {}", u.id)))?;
+        let last_fence: i64 = spot_row.try_get(1).map_err(PgError::Db)?;
+        let row = query_opt(&tx, &self.sql().reservation, &[&u.id.0])
+            .await?
+            .ok_or_else(|| Error::not_found(format!("reservation {}", u.id)))?;
+        let cur = rows::reservation(&row)?;
+        if cur.fence != u.fence {
+            return Err(Error::StaleFence { id: u.id, presented: u.fence, current: cur.fence });
+        }
+        let effective = cur.state_at(now);
+        if !u.expect.contains(effective) {
+            return Err(if cur.state.is_hold() && u.expect.contains(cur.state) {
+                Error::HoldExpired { id: u.id }
+            } else {
+                Error::InvalidTransition { id: u.id, from: effective, action: u.event.action() }
+            });
+        }
+        if !effective.can_become(u.to) {
+            return Err(Error::InvalidTransition { id: u.id, from: effective, action: u.event.action() });
+        }
+        let window = u.window.unwrap_or(cur.window);
+        let moved = window != cur.window;
+        let open_session: Option<i64> = match &u.session {
+            Some(SessionChange::Exit { .. }) => {
+                let open = query_opt(&tx, &self.sql().open_session, &[&u.id.0])
+                    .await?
+                    .map(|r| r.try_get::<_, Option<i64>>(0))
+                    .transpose()
+                    .map_err(PgError::Db)?
+                    .flatten();
+                if open.is_none() {
+                    return Err(Error::invalid("session", "no open gate session to close"));
+                }
+                open
+            }
+            _ => None,
+        };
+        let range = check_window(&window)?;
+        let mut out = Outbox::default();
+        if u.to.is_live() && (!effective.is_live() || moved) {
+            let lapsed = self
+                .check_free(&tx, cur.spot.0, range, now_s, u.id.0)
+                .await?
+                .ok_or_else(|| Error::spot_taken(cur.spot))?;
+            self.retire(&tx, &lapsed, now, &mut out).await?;
+        }
+        let fence = if u.bump_fence { last_fence + 1 } else { fence_i64(cur.fence)? };
+        let mut next = cur;
+        next.state = u.to;
+        next.window = window;
+        next.fence = fence as u64;
+        if let Some(p) = u.price {
+            next.price = p;
+        }
+        if let Some(p) = u.payment {
+            next.payment = Some(Box::new(p));
+        }
+        if let Some(d) = u.hold_expires_at {
+            next.hold_expires_at = micros(d);
+        }
+        match &u.session {
+            Some(SessionChange::Enter(s)) => {
+                let exited = s.exited_at.map(sys).transpose()?;
+                execute(
+                    &tx,
+                    &self.sql().enter,
+                    &[
+                        &u.id.0,
+                        &s.id.0,
+                        &s.reservation.0,
+                        &sys(s.entered_at)?,
+                        &s.entry_gate,
+                        &exited,
+                        &s.exit_gate,
+                        &s.entry_scan,
+                        &s.exit_scan,
+                    ],
+                )
+                .await?;
+            }
+            Some(SessionChange::Exit { at, gate, scan }) => {
+                execute(&tx, &self.sql().exit, &[&open_session, &sys(*at)?, gate, scan]).await?;
+            }
+            None => {}
+        }
+        out.push(&next, u.event, now)?;
+        let payment = next.payment.as_deref().map(rows::to_doc).transpose()?;
+        let (state, currency) = (next.state.as_str(), next.price.currency.as_str());
+        let deadline = sys(next.hold_expires_at)?;
+        let head: [Param<'_>; 11] = [
+            &next.id.0,
+            &state,
+            &range.0,
+            &range.1,
+            &fence,
+            &next.price.minor,
+            &currency,
+            &deadline,
+            &payment,
+            &next.spot.0,
+            &u.bump_fence,
+        ];
+        let tail = out.params(&next.lot.0, &now_s, &self.inner.channel);
+        let params: Vec<Param<'_>> = head.into_iter().chain(tail).collect();
+        let spot = next.spot;
+        let rows =
+            query(&tx, &self.sql().write_update, &params).await.map_err(|e| e.into_core(Some(spot)))?;
+        let events = out.numbered(&rows)?;
+        tx.commit().await.map_err(|e| PgError::Db(e).into_core(Some(spot)))?;
+        Ok(Written { reservation: next, events, replayed: false })
+    }
+
+    async fn catalog_doc<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        id: Uuid,
+        what: &'static str,
+    ) -> Result<T> {
+        let client = self.client().await?;
+        let row =
+            query_opt(&client, sql, &[&id]).await?.ok_or_else(|| Error::not_found(format!("{what} {id}")))?;
+        Ok(rows::doc(&row, 0, what)?)
+    }
+
+    async fn lot_exists(&self, c: &impl GenericClient, lot: LotId) -> Result<()> {
+        match query_opt(c, &self.sql().lot_exists, &[&lot.0]).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::not_found(format!("lot {lot}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl ReservationStore for PgStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(true, true, true)
+    }
+
+    async fn put_operator(&self, operator: &Operator) -> Result<()> {
+        let client = self.client().await?;
+        execute(&client, &self.sql().put_operator, &[&operator.id.0, &rows::to_doc(operator)?]).await?;
+        Ok(())
+    }
+
+    async fn operator(&self, id: OperatorId) -> Result<Operator> {
+        self.catalog_doc(&self.sql().operator, id.0, "operator").await
+    }
+
+    async fn put_lot(&self, lot: &Lot) -> Result<()> {
+        let client = self.client().await?;
+        let doc = rows::to_doc(lot)?;
+        let params: [Param<'_>; 5] = [&lot.id.0, &lot.operator.0, &lot.location.lat, &lot.location.lon, &doc];
+        if execute(&client, &self.sql().insert_lot, &params).await? == 1
+            || execute(&client, &self.sql().update_lot, &params).await? == 1
+        {
+            return Ok(());
+        }
+        if query_opt(&client, &self.sql().operator, &[&lot.operator.0]).await?.is_none() {
+            return Err(Error::not_found(format!("operator {}", lot.operator)));
+        }
+        Err(Error::invalid("operator", "a lot cannot move to another operator"))
+    }
+
+    async fn lot(&self, id: LotId) -> Result<Lot> {
+        self.catalog_doc(&self.sql().lot, id.0, "lot").await
+    }
+
+    async fn lots_in(&self, area: &GeoBox) -> Result<Vec<Lot>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            &self.sql().lots_in,
+            &[&area.min_lat, &area.max_lat, &area.min_lon, &area.max_lon],
+        )
+        .await?;
+        Ok(rows.iter().map(|r| rows::doc(r, 0, "lot")).collect::<Result<_, _>>()?)
+    }
+
+    async fn put_spot(&self, spot: &Spot) -> Result<()> {
+        let client = self.client().await?;
+        self.lot_exists(&client, spot.lot).await?;
+        let attributes = rows::to_doc(&spot.attributes)?;
+        let n = execute(&client, &self.sql().put_spot, &[&spot.id.0, &spot.lot.0, &spot.label, &attributes])
+            .await?;
+        if n == 0 {
+            return Err(Error::invalid("lot", "a spot cannot move to another lot"));
+        }
+        Ok(())
+    }
+
+    async fn spots(&self, lot: LotId) -> Result<Vec<Spot>> {
+        let client = self.client().await?;
+        let rows = query(&client, &self.sql().spots, &[&lot.0]).await?;
+        if rows.is_empty() {
+            self.lot_exists(&client, lot).await?;
+        }
+        rows.iter()
+            .map(|r| {
+                Ok(Spot {
+                    id: SpotId(r.try_get(0).map_err(PgError::Db)?),
+                    lot: LotId(r.try_get(1).map_err(PgError::Db)?),
+                    label: r.try_get(2).map_err(PgError::Db)?,
+                    attributes: rows::doc(r, 3, "spot attributes")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn hold(&self, req: HoldRequest, now: Timestamp) -> Result<Written> {
+        let mut client = self.client().await?;
+        let result = self.hold_on(&mut client, req, now).await;
+        discard_if_broken(client, &result);
+        result
+    }
+
+    async fn update(&self, u: Update, now: Timestamp) -> Result<Written> {
+        let mut client = self.client().await?;
+        let result = self.update_on(&mut client, u, now).await;
+        discard_if_broken(client, &result);
+        result
+    }
+    async fn get(&self, id: ReservationId) -> Result<Reservation> {
+        let client = self.client().await?;
+        let row = query_opt(&client, &self.sql().reservation, &[&id.0])
+            .await?
+            .ok_or_else(|| Error::not_found(format!("reservation {id}")))?;
+        Ok(rows::reservation(&row)?)
+    }
+
+    async fn by_user(&self, user: UserId, n: usize) -> Result<Vec<Reservation>> {
+        let client = self.client().await?;
+        let rows = query(&client, &self.sql().by_user, &[&user.0, &limit(n)]).await?;
+        Ok(rows.iter().map(rows::reservation).collect::<Result<_, _>>()?)
+    }
+
+    async fn live_in_lot(&self, lot: LotId, window: &Window, now: Timestamp) -> Result<Vec<Reservation>> {
+        let (start, end) = (sys(window.start())?, sys(window.end())?);
+        let client = self.client().await?;
+        let rows = query(&client, &self.sql().live_in_lot, &[&lot.0, &start, &end, &sys(now)?]).await?;
+        if rows.is_empty() {
+            self.lot_exists(&client, lot).await?;
+        }
+        Ok(rows.iter().map(rows::reservation).collect::<Result<_, _>>()?)
+    }
+
+    async fn lapsed_holds(&self, now: Timestamp, n: usize) -> Result<Vec<Reservation>> {
+        let client = self.client().await?;
+        let rows = query(&client, &self.sql().lapsed, &[&sys(now)?, &limit(n)]).await?;
+        Ok(rows.iter().map(rows::reservation).collect::<Result<_, _>>()?)
+    }
+
+    async fn unclaimed_before(&self, cutoff: Timestamp, n: usize) -> Result<Vec<Reservation>> {
+        let client = self.client().await?;
+        let rows = query(&client, &self.sql().unclaimed, &[&sys(cutoff)?, &limit(n)]).await?;
+        Ok(rows.iter().map(rows::reservation).collect::<Result<_, _>>()?)
+    }
+
+    async fn events(&self, lot: LotId, after: u64, n: usize) -> Result<Vec<Event>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let rows = query(&client, &self.sql().events, &[&lot.0, &after, &limit(n)]).await?;
+        if rows.is_empty() {
+            self.lot_exists(&client, lot).await?;
+        }
+        Ok(rows.iter().map(rows::event).collect::<Result<_, _>>()?)
+    }
+
+    async fn sessions(&self, id: ReservationId) -> Result<Vec<GateSession>> {
+        let client = self.client().await?;
+        let rows = query(&client, &self.sql().sessions, &[&id.0]).await?;
+        if rows.is_empty() && query_opt(&client, &self.sql().reservation_exists, &[&id.0]).await?.is_none() {
+            return Err(Error::not_found(format!("reservation {id}")));
+        }
+        Ok(rows.iter().map(rows::session).collect::<Result<_, _>>()?)
+    }
+}

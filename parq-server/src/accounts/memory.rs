@@ -1,0 +1,124 @@
+//! Accounts in memory, for the demo, tests and single-process deployments.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use parq_core::{Result, UserId};
+
+use super::{Account, AccountStore, ApiKeyRecord, SessionRecord, TotpEnrolment};
+
+#[derive(Debug, Default)]
+struct State {
+    users: HashMap<UserId, Account>,
+    by_email: HashMap<String, UserId>,
+    sessions: HashMap<String, SessionRecord>,
+    keys: HashMap<String, ApiKeyRecord>,
+    puts: u64,
+}
+
+/// An [`AccountStore`] in memory.
+#[derive(Debug, Default)]
+pub struct MemoryAccounts {
+    state: Mutex<State>,
+}
+
+impl MemoryAccounts {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl AccountStore for MemoryAccounts {
+    async fn create_user(&self, account: &Account) -> Result<bool> {
+        let mut st = self.state();
+        if st.by_email.contains_key(&account.email) {
+            return Ok(false);
+        }
+        st.by_email.insert(account.email.clone(), account.id);
+        st.users.insert(account.id, account.clone());
+        Ok(true)
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<Account>> {
+        Ok(self.state().users.get(&id).cloned())
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<Account>> {
+        let st = self.state();
+        Ok(st.by_email.get(email).and_then(|id| st.users.get(id)).cloned())
+    }
+
+    async fn set_mfa(
+        &self,
+        id: UserId,
+        totp: Option<TotpEnrolment>,
+        recovery_codes: Vec<String>,
+    ) -> Result<()> {
+        let mut st = self.state();
+        let user = st.users.get_mut(&id).ok_or_else(|| parq_core::Error::not_found(format!("user {id}")))?;
+        user.totp = totp;
+        user.recovery_codes = recovery_codes;
+        Ok(())
+    }
+
+    async fn accept_totp_step(&self, id: UserId, step: u64) -> Result<bool> {
+        let mut st = self.state();
+        let user = st.users.get_mut(&id).ok_or_else(|| parq_core::Error::not_found(format!("user {id}")))?;
+        if step <= user.totp_last_step {
+            return Ok(false);
+        }
+        user.totp_last_step = step;
+        Ok(true)
+    }
+
+    async fn use_recovery_code(&self, id: UserId, code_hash: &str) -> Result<bool> {
+        let mut st = self.state();
+        let user = st.users.get_mut(&id).ok_or_else(|| parq_core::Error::not_found(format!("user {id}")))?;
+        let before = user.recovery_codes.len();
+        user.recovery_codes.retain(|c| c != code_hash);
+        Ok(user.recovery_codes.len() < before)
+    }
+
+    async fn put_session(&self, session: &SessionRecord) -> Result<()> {
+        let mut st = self.state();
+        st.puts += 1;
+        if st.puts.is_multiple_of(1024) {
+            // Forget expired sessions now and then, so memory stays bounded.
+            let now = Timestamp::now();
+            st.sessions.retain(|_, s| s.expires_at > now);
+        }
+        st.sessions.insert(session.token_hash.clone(), session.clone());
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>> {
+        Ok(self.state().sessions.get(token_hash).filter(|s| s.expires_at > now).cloned())
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        self.state().sessions.remove(token_hash);
+        Ok(())
+    }
+
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.state().keys.insert(key.key_hash.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        Ok(self.state().keys.get(key_hash).cloned())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        drop(self.state());
+        Ok(())
+    }
+}

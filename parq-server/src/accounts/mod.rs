@@ -1,0 +1,165 @@
+//! Accounts: users with passwords and TOTP, bearer sessions and API keys, behind one small
+//! trait ([`AccountStore`]) so that a durable implementation can replace the in-memory one.
+//!
+//! Nothing secret is stored in the clear except the TOTP seed (which the server needs to
+//! compute codes): passwords are Argon2id PHC strings, session tokens, API keys and recovery
+//! codes are stored as SHA-256 digests.
+
+mod memory;
+pub mod password;
+mod postgres;
+pub mod secret;
+pub mod totp;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use parq_core::{OperatorId, Result, UserId};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use memory::MemoryAccounts;
+pub use postgres::PgAccounts;
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Searches, holds, pays, cancels its own reservations.
+    Driver,
+    /// Manages the lots, spots, rates and keys of one operator.
+    Operator,
+    /// Scans passes at the gates of one operator's lots.
+    Gate,
+}
+
+impl Role {
+    /// The snake-case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Driver => "driver",
+            Role::Operator => "operator",
+            Role::Gate => "gate",
+        }
+    }
+}
+
+/// A TOTP enrolment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpEnrolment {
+    /// The seed, base32 (RFC 4648, no padding).
+    pub secret: String,
+    /// Whether the user proved they hold the seed; only then is it required at login.
+    pub confirmed: bool,
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The id; drivers' reservations carry it.
+    pub id: UserId,
+    /// Normalised (trimmed, lower-case) email address; unique.
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// The role.
+    pub role: Role,
+    /// The operator an operator or gate account belongs to.
+    pub operator: Option<OperatorId>,
+    /// TOTP, when enrolled.
+    pub totp: Option<TotpEnrolment>,
+    /// SHA-256 (hex) of each unused recovery code.
+    pub recovery_codes: Vec<String>,
+    /// The last TOTP time step accepted, so a code is accepted once.
+    pub totp_last_step: u64,
+    /// When the account was made.
+    pub created_at: Timestamp,
+}
+
+impl Account {
+    /// Whether login needs a second factor.
+    pub fn mfa_enabled(&self) -> bool {
+        self.totp.as_ref().is_some_and(|t| t.confirmed)
+    }
+}
+
+/// A login session, found by the digest of its bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// SHA-256 (hex) of the token.
+    pub token_hash: String,
+    /// The user.
+    pub user: UserId,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+/// An API key for a gate or an operator's systems, found by the digest of the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// The key's id (not secret).
+    pub id: Uuid,
+    /// A name for people.
+    pub name: String,
+    /// SHA-256 (hex) of the key.
+    pub key_hash: String,
+    /// `operator` or `gate`.
+    pub role: Role,
+    /// The operator it acts for.
+    pub operator: OperatorId,
+    /// When it was made.
+    pub created_at: Timestamp,
+}
+
+/// Where accounts, sessions and API keys live.
+///
+/// # Contract
+/// * `create_user` is atomic on the email: of two creations with one email exactly one
+///   returns `true`.
+/// * `accept_totp_step` and `use_recovery_code` are compare-and-set: each step (or code) is
+///   accepted once, even by concurrent logins.
+/// * Lookups return `Ok(None)` for what does not exist; `Err` only when the backend fails
+///   ([`parq_core::Error::Unavailable`] or [`parq_core::Error::Backend`]).
+/// * Expired sessions are never returned.
+#[async_trait]
+pub trait AccountStore: Send + Sync + Debug + 'static {
+    /// Creates a user; `false` when the email is taken.
+    async fn create_user(&self, account: &Account) -> Result<bool>;
+    /// A user by id.
+    async fn user(&self, id: UserId) -> Result<Option<Account>>;
+    /// A user by normalised email.
+    async fn user_by_email(&self, email: &str) -> Result<Option<Account>>;
+    /// Sets (or clears) the TOTP enrolment and the recovery codes of a user.
+    async fn set_mfa(
+        &self,
+        id: UserId,
+        totp: Option<TotpEnrolment>,
+        recovery_codes: Vec<String>,
+    ) -> Result<()>;
+    /// Records that `step` was accepted for the user; `false` when it (or a later one) was.
+    async fn accept_totp_step(&self, id: UserId, step: u64) -> Result<bool>;
+    /// Removes a recovery code by digest; `false` when the user has no such code.
+    async fn use_recovery_code(&self, id: UserId, code_hash: &str) -> Result<bool>;
+    /// Stores a session.
+    async fn put_session(&self, session: &SessionRecord) -> Result<()>;
+    /// A live session by token digest.
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>>;
+    /// Ends a session.
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// Stores an API key.
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    /// An API key by digest.
+    async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+    /// Checks that the backend answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// `dyn AccountStore`.
+pub type DynAccountStore = dyn AccountStore;
+
+/// A shared account store.
+pub type Accounts = Arc<DynAccountStore>;

@@ -1,0 +1,321 @@
+//! Accounts in PostgreSQL, in the store's schema, so every replica sees the same users,
+//! sessions and API keys. The tables are the server's migrations (`parq migrate`).
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use parq_core::{Error, OperatorId, Result, UserId};
+use parq_postgres::deadpool_postgres::Pool;
+use parq_postgres::tokio_postgres::Row;
+use parq_postgres::tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::{Account, AccountStore, ApiKeyRecord, Role, SessionRecord, TotpEnrolment};
+use crate::pg::{db_error, ident};
+
+/// An [`AccountStore`] in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgAccounts {
+    pool: Pool,
+    q: String,
+}
+
+/// Instants travel as whole microseconds since the epoch.
+fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn instant(us: i64) -> Result<Timestamp> {
+    Timestamp::from_microsecond(us).map_err(|e| Error::backend("postgres", e))
+}
+
+/// SQL for a parameter of whole microseconds as `timestamptz`.
+const TS: &str = "(timestamptz 'epoch' + ($N::bigint || ' microseconds')::interval)";
+
+fn ts(n: usize) -> String {
+    TS.replace("$N", &format!("${n}"))
+}
+
+fn us(col: &str) -> String {
+    format!("(extract(epoch from {col}) * 1000000)::bigint")
+}
+
+fn role(s: &str) -> Result<Role> {
+    Ok(match s {
+        "driver" => Role::Driver,
+        "operator" => Role::Operator,
+        "gate" => Role::Gate,
+        other => return Err(Error::backend("postgres", format!("unknown role {other:?}"))),
+    })
+}
+
+impl PgAccounts {
+    /// Accounts in `schema` over `pool`.
+    pub fn new(pool: Pool, schema: &str) -> Self {
+        Self { pool, q: ident(schema) }
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let c = self.pool.get().await.map_err(db_error)?;
+        let st = c.prepare_cached(sql).await.map_err(db_error)?;
+        c.query(&st, params).await.map_err(db_error)
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let c = self.pool.get().await.map_err(db_error)?;
+        let st = c.prepare_cached(sql).await.map_err(db_error)?;
+        c.execute(&st, params).await.map_err(db_error)
+    }
+
+    fn select_account(&self, by: &str) -> String {
+        let q = &self.q;
+        format!(
+            "SELECT a.id, a.email, a.password_hash, a.role, a.operator_id, a.totp_secret, a.totp_confirmed, \
+                    a.totp_last_step, {created}, \
+                    coalesce((SELECT array_agg(code_hash ORDER BY code_hash) FROM {q}.account_recovery_codes r \
+                              WHERE r.account_id = a.id), ARRAY[]::text[]) \
+             FROM {q}.accounts a WHERE {by}",
+            created = us("a.created_at"),
+        )
+    }
+
+    async fn account_where(&self, by: &str, param: &(dyn ToSql + Sync)) -> Result<Option<Account>> {
+        let rows = self.query(&self.select_account(by), &[param]).await?;
+        let Some(r) = rows.first() else { return Ok(None) };
+        let secret: Option<String> = r.get(5);
+        Ok(Some(Account {
+            id: UserId::from_uuid(r.get(0)),
+            email: r.get(1),
+            password_hash: r.get(2),
+            role: role(r.get(3))?,
+            operator: r.get::<_, Option<Uuid>>(4).map(OperatorId::from_uuid),
+            totp: secret.map(|secret| TotpEnrolment { secret, confirmed: r.get(6) }),
+            totp_last_step: u64::try_from(r.get::<_, i64>(7)).unwrap_or(0),
+            created_at: instant(r.get(8))?,
+            recovery_codes: r.get(9),
+        }))
+    }
+}
+
+#[async_trait]
+impl AccountStore for PgAccounts {
+    async fn create_user(&self, a: &Account) -> Result<bool> {
+        let q = &self.q;
+        let mut c = self.pool.get().await.map_err(db_error)?;
+        let tx = c.transaction().await.map_err(db_error)?;
+        let sql = format!(
+            "INSERT INTO {q}.accounts (id, email, password_hash, role, operator_id, totp_secret, \
+                 totp_confirmed, totp_last_step, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {}) ON CONFLICT (email) DO NOTHING",
+            ts(9)
+        );
+        let step = i64::try_from(a.totp_last_step).unwrap_or(i64::MAX);
+        let n = tx
+            .execute(
+                &sql,
+                &[
+                    a.id.as_uuid(),
+                    &a.email,
+                    &a.password_hash,
+                    &a.role.as_str(),
+                    &a.operator.map(|o| *o.as_uuid()),
+                    &a.totp.as_ref().map(|t| t.secret.clone()),
+                    &a.totp.as_ref().is_some_and(|t| t.confirmed),
+                    &step,
+                    &micros(a.created_at),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        for code in &a.recovery_codes {
+            tx.execute(
+                &format!("INSERT INTO {q}.account_recovery_codes (account_id, code_hash) VALUES ($1, $2)"),
+                &[a.id.as_uuid(), code],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<Account>> {
+        self.account_where("a.id = $1", id.as_uuid()).await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<Account>> {
+        self.account_where("a.email = $1", &email).await
+    }
+
+    async fn set_mfa(
+        &self,
+        id: UserId,
+        totp: Option<TotpEnrolment>,
+        recovery_codes: Vec<String>,
+    ) -> Result<()> {
+        let q = &self.q;
+        let mut c = self.pool.get().await.map_err(db_error)?;
+        let tx = c.transaction().await.map_err(db_error)?;
+        let n = tx
+            .execute(
+                &format!("UPDATE {q}.accounts SET totp_secret = $2, totp_confirmed = $3 WHERE id = $1"),
+                &[
+                    id.as_uuid(),
+                    &totp.as_ref().map(|t| t.secret.clone()),
+                    &totp.as_ref().is_some_and(|t| t.confirmed),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        if n == 0 {
+            return Err(Error::not_found(format!("user {id}")));
+        }
+        tx.execute(&format!("DELETE FROM {q}.account_recovery_codes WHERE account_id = $1"), &[id.as_uuid()])
+            .await
+            .map_err(db_error)?;
+        for code in &recovery_codes {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {q}.account_recovery_codes (account_id, code_hash) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING"
+                ),
+                &[id.as_uuid(), code],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn accept_totp_step(&self, id: UserId, step: u64) -> Result<bool> {
+        let q = &self.q;
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                &format!(
+                    "WITH u AS (UPDATE {q}.accounts SET totp_last_step = $2 \
+                                WHERE id = $1 AND totp_last_step < $2 RETURNING 1) \
+                     SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM {q}.accounts WHERE id = $1)"
+                ),
+                &[id.as_uuid(), &step],
+            )
+            .await?;
+        let (updated, exists): (i64, i64) = rows.first().map_or((0, 0), |r| (r.get(0), r.get(1)));
+        if exists == 0 {
+            return Err(Error::not_found(format!("user {id}")));
+        }
+        Ok(updated > 0)
+    }
+
+    async fn use_recovery_code(&self, id: UserId, code_hash: &str) -> Result<bool> {
+        let q = &self.q;
+        let n = self
+            .execute(
+                &format!("DELETE FROM {q}.account_recovery_codes WHERE account_id = $1 AND code_hash = $2"),
+                &[id.as_uuid(), &code_hash],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn put_session(&self, s: &SessionRecord) -> Result<()> {
+        let q = &self.q;
+        self.execute(
+            &format!(
+                "INSERT INTO {q}.account_sessions (token_hash, account_id, created_at, expires_at) \
+                 VALUES ($1, $2, {}, {}) \
+                 ON CONFLICT (token_hash) DO UPDATE SET account_id = EXCLUDED.account_id, \
+                     created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at",
+                ts(3),
+                ts(4)
+            ),
+            &[&s.token_hash, s.user.as_uuid(), &micros(s.created_at), &micros(s.expires_at)],
+        )
+        .await?;
+        // Forget expired sessions now and then, so the table stays small.
+        if s.token_hash.ends_with("00") {
+            self.execute(&format!("DELETE FROM {q}.account_sessions WHERE expires_at < now()"), &[]).await?;
+        }
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>> {
+        let q = &self.q;
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT token_hash, account_id, {}, {} FROM {q}.account_sessions \
+                     WHERE token_hash = $1 AND expires_at > {}",
+                    us("created_at"),
+                    us("expires_at"),
+                    ts(2)
+                ),
+                &[&token_hash, &micros(now)],
+            )
+            .await?;
+        rows.first()
+            .map(|r| {
+                Ok(SessionRecord {
+                    token_hash: r.get(0),
+                    user: UserId::from_uuid(r.get(1)),
+                    created_at: instant(r.get(2))?,
+                    expires_at: instant(r.get(3))?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        let q = &self.q;
+        self.execute(&format!("DELETE FROM {q}.account_sessions WHERE token_hash = $1"), &[&token_hash])
+            .await?;
+        Ok(())
+    }
+
+    async fn put_api_key(&self, k: &ApiKeyRecord) -> Result<()> {
+        let q = &self.q;
+        self.execute(
+            &format!(
+                "INSERT INTO {q}.api_keys (key_hash, id, name, role, operator_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, {}) \
+                 ON CONFLICT (key_hash) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role, \
+                     operator_id = EXCLUDED.operator_id",
+                ts(6)
+            ),
+            &[&k.key_hash, &k.id, &k.name, &k.role.as_str(), k.operator.as_uuid(), &micros(k.created_at)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let q = &self.q;
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT key_hash, id, name, role, operator_id, {} FROM {q}.api_keys WHERE key_hash = $1",
+                    us("created_at")
+                ),
+                &[&key_hash],
+            )
+            .await?;
+        rows.first()
+            .map(|r| {
+                Ok(ApiKeyRecord {
+                    key_hash: r.get(0),
+                    id: r.get(1),
+                    name: r.get(2),
+                    role: role(r.get(3))?,
+                    operator: OperatorId::from_uuid(r.get(4)),
+                    created_at: instant(r.get(5))?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.query("SELECT 1", &[]).await.map(drop)
+    }
+}

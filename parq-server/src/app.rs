@@ -1,0 +1,249 @@
+//! Building the application from a configuration, serving it, and stopping it gracefully.
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use parq_core::Engine;
+use parq_core::pass::{KeyId, KeySeed, PassKeyring, ReentryPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::backends;
+use crate::config::{Config, ConfigError};
+use crate::demo::{self, DemoInfo};
+use crate::idempotency::{self, IdempotencyCache};
+use crate::metrics::Metrics;
+use crate::middleware;
+use crate::problem::Problem;
+use crate::ratelimit::Limiter;
+use crate::routes;
+use crate::state::{AppState, Inner};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The engine refused the demo data or a backend failed.
+    #[error("could not set up: {0}")]
+    Engine(#[from] parq_core::Error),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The application: state and router, not yet listening.
+#[derive(Debug, Clone)]
+pub struct App {
+    state: AppState,
+}
+
+impl App {
+    /// Builds the backends the configuration names, the engine over them and, when enabled,
+    /// the demo city.
+    pub async fn new(config: Config) -> Result<App, StartError> {
+        let b = backends::select(&config).await?;
+        if let Some(pg) = &b.postgres
+            && let Some(message) = crate::pg::check_schema(&pg.pool, &pg.schema).await?
+        {
+            return Err(ConfigError::Invalid { key: "store_schema".into(), message }.into());
+        }
+        let mut builder =
+            Engine::builder(b.store.clone()).gateway(b.gateway.as_dyn()).notifier(b.notifier.clone());
+        if let Some(lock) = &b.lock {
+            builder = builder.lock(lock.clone());
+        }
+        if let Some(hex) = config.pass_signing_key.as_deref().filter(|k| !k.is_empty()) {
+            let seed = KeySeed::from_hex(hex).map_err(|_| ConfigError::Invalid {
+                key: "pass_signing_key".into(),
+                message: "must be 64 hex digits (an Ed25519 seed)".into(),
+            })?;
+            builder = builder.passes(PassKeyring::new(KeyId(1), seed), ReentryPolicy::NotAllowed);
+        }
+        let engine = builder.build();
+        let demo = if config.demo_enabled() {
+            Some(
+                demo::load(&engine, &b.accounts, config.operator_key.clone(), config.gate_key.clone())
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let state = AppState(Arc::new(Inner {
+            engine,
+            accounts: b.accounts.clone(),
+            test_gateway: b.gateway.test().cloned(),
+            limit_ip: Limiter::new(config.rate_ip, config.rate_ip.saturating_mul(config.rate_burst)),
+            limit_user: Limiter::new(config.rate_user, config.rate_user.saturating_mul(config.rate_burst)),
+            limit_key: Limiter::new(config.rate_key, config.rate_key.saturating_mul(config.rate_burst)),
+            backends: b,
+            config,
+            metrics: Metrics::default(),
+            idempotency: IdempotencyCache::default(),
+            demo,
+        }));
+        Ok(App { state })
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// What the demo made, when it ran.
+    pub fn demo(&self) -> Option<&DemoInfo> {
+        self.state.demo.as_ref()
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.state.engine
+    }
+
+    /// The router with every middleware.
+    pub fn router(&self) -> Router {
+        let s = self.state.clone();
+        routes::router()
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(from_fn_with_state(s.clone(), middleware::authenticate))
+            .layer(from_fn_with_state(s.clone(), middleware::observe))
+            .layer(CatchPanicLayer::custom(on_panic))
+            .layer(DefaultBodyLimit::max(idempotency::MAX_BODY))
+            .with_state(s)
+    }
+}
+
+async fn not_found(uri: Uri) -> Problem {
+    Problem::not_found(format!("no route {}", uri.path()))
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new("method_not_allowed", "this route does not take that method")
+}
+
+fn on_panic(err: Box<dyn Any + Send + 'static>) -> Response {
+    let what = err
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| err.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %what, "a handler panicked");
+    Problem::new("internal", "the server failed on this request; it has been logged").into_response()
+}
+
+/// A server running in the background.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The application.
+    pub app: App,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    sweeper: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops taking connections, lets requests in flight finish (up to the configured grace),
+    /// and stops the workers.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let grace = Duration::from_secs(self.app.state.config.shutdown_grace_secs);
+        let mut server = self.server;
+        match tokio::time::timeout(grace, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "server stopped with an error"),
+            Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+            Err(_) => {
+                tracing::warn!(?grace, "requests still running after the grace period; stopping anyway");
+                server.abort();
+            }
+        }
+        let _ = self.sweeper.await;
+        for w in self.workers {
+            let _ = w.await;
+        }
+    }
+
+    /// Waits until the server stops by itself (it does not, unless it fails).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.server).await;
+    }
+}
+
+/// Builds the app from `config`, listens on `config.bind`, and starts the workers.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let bind = config.bind.clone();
+    // Configuration and backends first: a bad setting is reported as such, whatever the port.
+    let app = App::new(config).await?;
+    let listener =
+        TcpListener::bind(&bind).await.map_err(|source| StartError::Bind { addr: bind.clone(), source })?;
+    serve(app, listener).await
+}
+
+/// Serves `app` on `listener` and starts the workers.
+pub async fn serve(app: App, listener: TcpListener) -> Result<Running, StartError> {
+    let addr =
+        listener.local_addr().map_err(|source| StartError::Bind { addr: "listener".into(), source })?;
+    let (stop, mut stopped) = watch::channel(false);
+    let router = app.router();
+    let mut until = stopped.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = until.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let workers =
+        backends::spawn_workers(&app.state.backends, &app.state.engine, &app.state.config, stopped.clone());
+    let state = app.state.clone();
+    let sweeper = tokio::spawn(async move {
+        let every = Duration::from_secs(state.config.sweep_interval_secs);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stopped.wait_for(|s| *s) => break,
+            }
+            match state.engine.sweep(state.config.sweep_batch).await {
+                Ok(r) => {
+                    state.metrics.swept(r.expired, r.failed);
+                    if r.expired + r.settled + r.no_shows + r.failed > 0 {
+                        tracing::info!(
+                            expired = r.expired,
+                            settled = r.settled,
+                            no_shows = r.no_shows,
+                            failed = r.failed,
+                            "sweep"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "sweep failed; the next one retries"),
+            }
+        }
+    });
+    Ok(Running { addr, app, stop, server, sweeper, workers })
+}

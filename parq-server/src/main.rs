@@ -1,0 +1,5 @@
+//! The `parq` binary.
+
+fn main() -> std::process::ExitCode {
+    parq_server::cli::main()
+}

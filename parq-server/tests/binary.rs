@@ -1,0 +1,88 @@
+//! The `parq` binary: serve prints its address and JSON logs with trace ids, stops cleanly on
+//! SIGTERM; migrate says what it did; an unreachable or unconfigured backend stops it at start-up.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const PARQ: &str = env!("CARGO_BIN_EXE_parq");
+
+#[test]
+fn serve_logs_json_with_trace_ids_and_stops_on_sigterm() {
+    let mut child = Command::new(PARQ)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("PARQ_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let url = loop {
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("parq prints its address");
+        lines.push(line.clone());
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_owned();
+        }
+    };
+    assert!(lines.iter().any(|l| l.contains("Eleftheria Square")), "the demo city is listed: {lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("demo gate key:     pqk_")), "{lines:?}");
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{url}/healthz"))
+            .header("traceparent", parent)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+
+    let logged = loop {
+        let line = rx.recv_timeout(Duration::from_secs(10)).expect("the request is logged");
+        if line.contains("/healthz") {
+            break line;
+        }
+    };
+    let entry: serde_json::Value = serde_json::from_str(&logged).expect("log lines are JSON");
+    assert_eq!(entry["span"]["trace_id"], "0af7651916cd43dd8448eb211c80319c", "{entry}");
+    assert_eq!(entry["fields"]["status"], 200, "{entry}");
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "a SIGTERM is a clean stop: {exit:?}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.iter().any(|l| l.contains("finishing requests in flight")), "{rest:?}");
+}
+
+#[test]
+fn migrate_on_memory_and_unusable_backends_refused() {
+    let out = Command::new(PARQ).arg("migrate").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to migrate"));
+
+    // Nothing listens on port 1: the server refuses to start, without repeating the password.
+    let out = Command::new(PARQ)
+        .args(["serve", "--store", "postgres://parq:hunter2@127.0.0.1:1/parq"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("postgres is unreachable"), "{err}");
+    assert!(!err.contains("hunter2"), "the password in the URL is not printed: {err}");
+
+    let out = Command::new(PARQ).arg("serve").env("PARQ_GATEWAY", "stripe").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stripe_secret_key"));
+}

@@ -1,0 +1,220 @@
+//! The production composition: PostgreSQL decides, Redis admits, several replicas share both.
+//! Needs the PostgreSQL of `PARQ_TEST_PG_URL` and the Redis of `PARQ_TEST_REDIS_URL`; fails
+//! when they are unreachable.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::journeys;
+use common::production::{self, Backing};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::{Barrier, Semaphore};
+
+async fn start_on(b: &Backing) -> common::Server {
+    let config = b.config();
+    b.migrate(&config).await;
+    let s = common::start_with(config).await;
+    production::until_warm(&s.http, &s.base).await;
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_journey_on_postgres_and_redis() {
+    let b = Backing::new().await;
+    let s = start_on(&b).await;
+    let ready = common::expect(s.get("/readyz", None).await, StatusCode::OK).await;
+    assert_eq!(ready["backends"]["store"]["adapter"], "postgres", "{ready}");
+    assert_eq!(ready["backends"]["postgres"]["up"], true, "{ready}");
+    assert_eq!(ready["backends"]["accounts"]["adapter"], "postgres", "{ready}");
+    assert_eq!(ready["backends"]["lock"]["adapter"], "redis", "{ready}");
+    assert_eq!(ready["backends"]["lock"]["health"], "warm", "{ready}");
+    assert_eq!(ready["backends"]["notifier"]["adapter"], "redis", "{ready}");
+    assert!(!ready.to_string().contains(&b.pg), "no URL in /readyz: {ready}");
+    journeys::driver_journey_from_registration_to_the_gate_and_a_refund(s).await;
+    // The accounts are in PostgreSQL, not in the replica's memory.
+    let sql = b.sql().await;
+    let n: i64 = sql
+        .query_one(
+            &format!("SELECT count(*) FROM {}.accounts WHERE email = 'eleni@example.cy'", b.schema),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declined_payment_on_postgres_and_redis() {
+    let b = Backing::new().await;
+    journeys::a_declined_payment_leaves_the_hold_and_an_extension_reprices_it(start_on(&b).await).await;
+}
+
+const CLIENTS: usize = 200;
+const OPERATOR_KEY: &str = "pqk_race_operator_key_0123456789abcdef";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_race_200_clients_for_one_spot_and_exactly_one_wins() {
+    let b = Backing::new().await;
+    let env = b.env();
+    let migrated = production::migrate(&env);
+    assert!(migrated.contains("server: applied 0001 accounts"), "{migrated}");
+    assert!(migrated.contains("server: applied 0002 http_idempotency"), "{migrated}");
+    assert!(production::migrate(&env).contains("server: up to date"), "migrate is idempotent");
+
+    // Replica A loads the demo city; replica B serves the same schema and Redis prefix.
+    let mut env_a = env.clone();
+    env_a.push(("PARQ_DEMO".into(), "true".into()));
+    env_a.push(("PARQ_OPERATOR_KEY".into(), OPERATOR_KEY.into()));
+    let a = production::spawn(&["serve", "--bind", "127.0.0.1:0"], &env_a);
+    let mut env_b = env.clone();
+    env_b.push(("PARQ_DEMO".into(), "false".into()));
+    let pb = production::spawn(&["serve", "--bind", "127.0.0.1:0"], &env_b);
+    let urls = [a.url.clone(), pb.url.clone()];
+    let http = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build().unwrap();
+    for u in &urls {
+        production::until_warm(&http, u).await;
+    }
+
+    // One spot of the demo's Eleftheria Square, found through replica B with A's operator key.
+    let lot = parq_server::demo::lot_id("Eleftheria Square Car Park, Nicosia").to_string();
+    let spots: Value = http
+        .get(format!("{}/api/v1/operator/lots/{lot}/spots", urls[1]))
+        .header("x-api-key", OPERATOR_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let spot = spots["spots"]
+        .as_array()
+        .unwrap_or_else(|| panic!("spots: {spots}"))
+        .iter()
+        .find(|s| s["label"] == "E-05")
+        .unwrap_or_else(|| panic!("E-05 in {spots}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (start, end) = common::window(30, 2);
+
+    // 200 drivers: each registers on one replica and logs in on the other.
+    let gate = Arc::new(Semaphore::new(8));
+    let mut sign_ups = tokio::task::JoinSet::new();
+    for i in 0..CLIENTS {
+        let (http, urls, gate) = (http.clone(), urls.clone(), gate.clone());
+        sign_ups.spawn(async move {
+            let _permit = gate.acquire().await.unwrap();
+            let email = format!("racer{i}@example.cy");
+            let creds = json!({ "email": email, "password": "a long enough password" });
+            let post =
+                |url: String| http.post(url).header("idempotency-key", common::key()).json(&creds).send();
+            let r = post(format!("{}/api/v1/auth/register", urls[i % 2])).await.unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+            let r = post(format!("{}/api/v1/auth/login", urls[(i + 1) % 2])).await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+            let v: Value = r.json().await.unwrap();
+            (i, v["token"].as_str().unwrap().to_owned())
+        });
+    }
+    let tokens: Vec<(usize, String)> = sign_ups.join_all().await;
+
+    // The race: every client holds the same spot and window at once, half through each replica.
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let mut race = tokio::task::JoinSet::new();
+    for (i, token) in tokens {
+        let (http, url, barrier) = (http.clone(), urls[i % 2].clone(), barrier.clone());
+        let body = json!({ "lot_id": lot, "spot_id": spot, "start": start, "end": end });
+        let idem = common::key();
+        race.spawn(async move {
+            barrier.wait().await;
+            let r = http
+                .post(format!("{url}/api/v1/holds"))
+                .bearer_auth(&token)
+                .header("idempotency-key", &idem)
+                .json(&body)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            (status, ct, v, (i, token, idem, body))
+        });
+    }
+    let results = race.join_all().await;
+    let won: Vec<_> = results.iter().filter(|(s, _, _, _)| *s == StatusCode::CREATED).collect();
+    let lost: Vec<_> = results.iter().filter(|(s, _, _, _)| *s == StatusCode::CONFLICT).collect();
+    let other: Vec<_> = results
+        .iter()
+        .filter(|(s, _, _, _)| *s != StatusCode::CREATED && *s != StatusCode::CONFLICT)
+        .collect();
+    assert!(other.is_empty(), "every answer is 201 or 409: {other:?}");
+    assert_eq!(won.len(), 1, "exactly one winner");
+    assert_eq!(lost.len(), CLIENTS - 1);
+    for (_, ct, v, _) in &lost {
+        assert_eq!(ct, "application/problem+json", "{v}");
+        assert_eq!(v["status"], 409, "{v}");
+        assert!(v["code"].is_string() && v["type"].is_string(), "{v}");
+    }
+    let winner = won[0].2["id"].as_str().unwrap().to_owned();
+
+    // PostgreSQL's own table: one live reservation of the spot, the winner's.
+    let sql = b.sql().await;
+    let rows = sql
+        .query(
+            &format!(
+                "SELECT id::text FROM {}.reservations \
+                 WHERE spot_id = $1::text::uuid AND state IN ('held', 'pending_payment', 'confirmed', 'checked_in')",
+                b.schema
+            ),
+            &[&spot],
+        )
+        .await
+        .unwrap();
+    let live: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(live, vec![winner.clone()], "exactly one live reservation of the spot");
+
+    // The winner's retry reaches the other replica: the same response is replayed from the
+    // shared record; the same key with another request is refused.
+    let (i, token, idem, body) = &won[0].3;
+    let other_url = &urls[(i + 1) % 2];
+    let retry = |body: Value| {
+        http.post(format!("{other_url}/api/v1/holds"))
+            .bearer_auth(token)
+            .header("idempotency-key", idem)
+            .json(&body)
+            .send()
+    };
+    let r = retry(body.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again["id"], winner.as_str());
+    let mut changed = body.clone();
+    changed["end"] = json!(common::window(30, 3).1);
+    let r = retry(changed).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text().await.unwrap());
+
+    // A registration retried on the other replica is replayed, not refused as a taken email.
+    let reg_key = common::key();
+    let creds = json!({ "email": "retry@example.cy", "password": "a long enough password" });
+    let register = |url: &str| {
+        http.post(format!("{url}/api/v1/auth/register"))
+            .header("idempotency-key", &reg_key)
+            .json(&creds)
+            .send()
+    };
+    let first = register(&urls[0]).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let second = register(&urls[1]).await.unwrap();
+    assert_eq!(second.status(), StatusCode::CREATED);
+    assert!(second.headers().contains_key("idempotent-replayed"));
+    assert_eq!(second.json::<Value>().await.unwrap(), first);
+    drop((a, pb));
+}
