@@ -29,6 +29,7 @@ pub(crate) struct Sql {
     pub put_spot: String,
     pub spots: String,
     pub lot_exists: String,
+    pub last_seq: String,
     pub claim: String,
     pub claimed: String,
     pub lock_user: String,
@@ -119,6 +120,7 @@ impl Sql {
                  ORDER BY label COLLATE \"C\", id"
             ),
             lot_exists: format!("SELECT 1 FROM {q}.lots WHERE id = $1"),
+            last_seq: format!("SELECT last_seq FROM {q}.lots WHERE id = $1"),
             claim: format!(
                 "INSERT INTO {q}.idempotency (scope, key, fingerprint, reservation_id) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (scope, key) DO NOTHING RETURNING reservation_id"

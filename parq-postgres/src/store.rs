@@ -711,6 +711,14 @@ impl ReservationStore for PgStore {
         Ok(rows.iter().map(rows::event).collect::<Result<_, _>>()?)
     }
 
+    async fn last_seq(&self, lot: LotId) -> Result<u64> {
+        let client = self.client().await?;
+        match query_opt(&client, &self.sql().last_seq, &[&lot.0]).await? {
+            Some(row) => Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)),
+            None => Err(Error::not_found(format!("lot {lot}"))),
+        }
+    }
+
     async fn sessions(&self, id: ReservationId) -> Result<Vec<GateSession>> {
         let client = self.client().await?;
         let rows = query(&client, &self.sql().sessions, &[&id.0]).await?;

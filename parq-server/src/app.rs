@@ -49,9 +49,17 @@ pub enum StartError {
 }
 
 /// The application: state and router, not yet listening.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct App {
     state: AppState,
+    io: socketioxide::SocketIo,
+    sockets: socketioxide::layer::SocketIoLayer,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("state", &self.state).finish_non_exhaustive()
+    }
 }
 
 impl App {
@@ -77,6 +85,7 @@ impl App {
             builder = builder.passes(PassKeyring::new(KeyId(1), seed), ReentryPolicy::NotAllowed);
         }
         let engine = builder.build();
+        let web = crate::web::WebConfig::load(&config)?;
         let demo = if config.demo_enabled() {
             Some(
                 demo::load(&engine, &b.accounts, config.operator_key.clone(), config.gate_key.clone())
@@ -96,9 +105,12 @@ impl App {
             config,
             metrics: Metrics::default(),
             idempotency: IdempotencyCache::default(),
+            live: crate::live::Feeds::default(),
+            web,
             demo,
         }));
-        Ok(App { state })
+        let (sockets, io) = crate::live::layer(&state);
+        Ok(App { state, io, sockets })
     }
 
     /// The shared state.
@@ -120,12 +132,16 @@ impl App {
     pub fn router(&self) -> Router {
         let s = self.state.clone();
         routes::router()
+            .route("/assets/{*path}", axum::routing::get(crate::web::asset))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(from_fn_with_state(s.clone(), middleware::authenticate))
             .layer(from_fn_with_state(s.clone(), middleware::observe))
             .layer(CatchPanicLayer::custom(on_panic))
             .layer(DefaultBodyLimit::max(idempotency::MAX_BODY))
+            // Outermost: `/socket.io/` is answered here; its connections are limited per
+            // address and authenticated by the namespace's own middleware.
+            .layer(self.sockets.clone())
             .with_state(s)
     }
 }
@@ -218,8 +234,9 @@ pub async fn serve(app: App, listener: TcpListener) -> Result<Running, StartErro
             })
             .await
     });
-    let workers =
+    let mut workers =
         backends::spawn_workers(&app.state.backends, &app.state.engine, &app.state.config, stopped.clone());
+    workers.push(tokio::spawn(crate::live::relay(app.state.clone(), app.io.clone(), stopped.clone())));
     let state = app.state.clone();
     let sweeper = tokio::spawn(async move {
         let every = Duration::from_secs(state.config.sweep_interval_secs);

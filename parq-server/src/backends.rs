@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `store_url` | `memory:`, `postgres://…` (`PgStore` in `store_schema`) |
 //! | `lock_url` | `none`, `memory:`, `redis://…` (`FailoverLock` over `RedisLock`, with `RedisHealth`) |
-//! | `notifier_url` | `memory:`, `redis://…` (`RedisNotifier`), `postgres` (`PgNotifier` on the store's database) |
+//! | `notifier_url` | `memory:`, `redis://…` (`RedisNotifier`, merged with `PgNotifier` when the store is on PostgreSQL), `postgres` (`PgNotifier` on the store's database) |
 //! | `accounts_url` | empty (where the store is), `memory:`, `postgres://…` (`PgAccounts` in `store_schema`) |
 //! | `gateway` | `test`, `stripe` (`StripeGateway`) |
 //!
@@ -243,7 +243,17 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
         if let Some(r) = redis.as_ref().filter(|_| u == config.lock_url.trim()) {
             n = n.with_health(r.health.clone());
         }
-        (Arc::new(n), "redis")
+        match &postgres {
+            // Events also flow from the store's outbox (LISTEN/NOTIFY), so live updates reach
+            // every replica while Redis is away; subscribers drop what they hear twice.
+            Some(pg) => {
+                let pg_config = crate::pg::parse_url("store_url", config.store_url.trim())?;
+                let channel = PgStore::new(pg.pool.clone(), pg.schema.clone()).channel().to_owned();
+                let outbox: Arc<DynNotifier> = Arc::new(PgNotifier::connect(pg_config, channel).await?);
+                (Arc::new(parq_core::MergedNotifier::new(vec![Arc::new(n), outbox])), "redis+postgres")
+            }
+            None => (Arc::new(n), "redis"),
+        }
     } else if u == "postgres" || is_postgres(u) {
         let Some(pg) = &postgres else {
             return Err(invalid(

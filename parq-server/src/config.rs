@@ -27,6 +27,9 @@
 //! | `rate_burst` | `4` | how many seconds of requests a bucket holds |
 //! | `log`, `log_format` | `info`, `json` | log filter (`info,parq_server=debug`) and format (`json`, `text`) |
 //! | `shutdown_grace_secs` | `30` | how long requests in flight may take to finish |
+//! | `map_style_url` | — | a MapLibre/Mapbox style for the web map (else a plain style without tiles) |
+//! | `map_tile_url` | — | an XYZ raster tile template drawn under the map's layers (`…/{z}/{x}/{y}.png`) |
+//! | `public_parking_file` | — | GeoJSON points of free public parking, shown as a layer on the map (the demo has its own) |
 
 use std::path::Path;
 
@@ -96,6 +99,9 @@ pub struct Config {
     pub log: String,
     pub log_format: String,
     pub shutdown_grace_secs: u64,
+    pub map_style_url: Option<String>,
+    pub map_tile_url: Option<String>,
+    pub public_parking_file: Option<String>,
 }
 
 impl Default for Config {
@@ -129,6 +135,9 @@ impl Default for Config {
             log: "info".into(),
             log_format: "json".into(),
             shutdown_grace_secs: 30,
+            map_style_url: None,
+            map_tile_url: None,
+            public_parking_file: None,
         }
     }
 }
@@ -170,6 +179,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("log", Kind::Str),
     ("log_format", Kind::Str),
     ("shutdown_grace_secs", Kind::Int),
+    ("map_style_url", Kind::Str),
+    ("map_tile_url", Kind::Str),
+    ("public_parking_file", Kind::Str),
 ];
 
 fn kind_of(key: &str) -> Option<Kind> {
@@ -291,6 +303,13 @@ impl Config {
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(['{', '}', ' ']) {
             return Err(bad("redis_prefix", "must be non-empty, without braces or spaces"));
+        }
+        for (key, url) in [("map_style_url", &self.map_style_url), ("map_tile_url", &self.map_tile_url)] {
+            if let Some(u) = url.as_deref().filter(|u| !u.is_empty())
+                && !(u.starts_with("https://") || u.starts_with("http://") || u.starts_with('/'))
+            {
+                return Err(bad(key, "must be an http(s) URL or a path on this server"));
+            }
         }
         if !matches!(self.log_format.as_str(), "json" | "text") {
             return Err(bad("log_format", "must be json or text"));

@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod extract;
 pub mod idempotency;
+pub mod live;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
@@ -20,6 +21,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
+pub mod web;
 
 pub use app::{App, Running, StartError, serve, start};
 pub use config::{Config, ConfigError};

@@ -27,6 +27,8 @@ pub struct Metrics {
     rate_limited: AtomicU64,
     swept: AtomicU64,
     sweep_failures: AtomicU64,
+    sockets: AtomicU64,
+    socket_connections: AtomicU64,
     routes: Mutex<BTreeMap<String, RouteStats>>,
     backends: Mutex<BTreeMap<String, (String, bool)>>,
 }
@@ -67,6 +69,17 @@ impl Metrics {
     pub fn swept(&self, expired: usize, failed: usize) {
         self.swept.fetch_add(expired as u64, Relaxed);
         self.sweep_failures.fetch_add(failed as u64, Relaxed);
+    }
+
+    /// Counts a Socket.IO connection.
+    pub fn socket_connected(&self) {
+        self.sockets.fetch_add(1, Relaxed);
+        self.socket_connections.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a Socket.IO disconnection.
+    pub fn socket_disconnected(&self) {
+        self.sockets.fetch_sub(1, Relaxed);
     }
 
     /// Records a finished request: `route` is the matched route template.
@@ -128,6 +141,17 @@ impl Metrics {
             "parq_sweeper_failures_total",
             "Items the sweeper failed on.",
             self.sweep_failures.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "parq_socket_connections_total",
+            "Socket.IO connections accepted.",
+            self.socket_connections.load(Relaxed),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP parq_sockets Socket.IO connections open now.\n# TYPE parq_sockets gauge\nparq_sockets {}",
+            self.sockets.load(Relaxed)
         );
 
         let routes = self.routes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();

@@ -152,7 +152,8 @@ fn credentials(req: &Request) -> Option<String> {
     req.headers().get("x-api-key").map(|v| v.to_str().unwrap_or("").trim().to_owned())
 }
 
-async fn resolve(state: &AppState, token: &str) -> Result<Option<Principal>, Problem> {
+/// Resolves a session token or an API key; `Ok(None)` when it is unknown or expired.
+pub(crate) async fn resolve(state: &AppState, token: &str) -> Result<Option<Principal>, Problem> {
     let digest = secret::digest(token);
     if token.starts_with(secret::API_KEY_PREFIX) {
         let key = state.accounts.api_key(&digest).await.map_err(Problem::from)?;

@@ -176,13 +176,13 @@ fn ops() -> Vec<(&'static str, &'static str, Op)> {
             "get",
             "/",
             Op {
-                summary: "Where things are",
+                summary: "The live map for browsers (Accept: text/html); where things are for the rest",
                 tag: "operations",
                 auth: Auth::None,
                 params: vec![],
                 body: None,
                 ok: 200,
-                ok_desc: "Links",
+                ok_desc: "Links, or the web page",
                 ok_content: json_ok(json!({"type": "object"})),
                 errors: &[],
             },
@@ -345,6 +345,67 @@ fn ops() -> Vec<(&'static str, &'static str, Op)> {
                 ok_desc: "Quote",
                 ok_content: json_ok(r("Quote")),
                 errors: &[404, 409, 422],
+            },
+        ),
+        (
+            "get",
+            "/api/v1/map/config",
+            Op {
+                summary: "How the web map draws: style, tiles and the starting view",
+                tag: "find",
+                auth: Auth::None,
+                params: vec![],
+                body: None,
+                ok: 200,
+                ok_desc: "The map's configuration",
+                ok_content: json_ok(obj(
+                    &["style_url", "tile_url", "center", "zoom"],
+                    json!({
+                        "style_url": {"type": ["string", "null"]},
+                        "tile_url": {"type": ["string", "null"]},
+                        "center": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+                        "zoom": {"type": "number"},
+                    }),
+                )),
+                errors: &[],
+            },
+        ),
+        (
+            "get",
+            "/api/v1/public-parking",
+            Op {
+                summary: "Free public parking, as GeoJSON points (empty when none is loaded)",
+                tag: "find",
+                auth: Auth::None,
+                params: vec![],
+                body: None,
+                ok: 200,
+                ok_desc: "A GeoJSON FeatureCollection",
+                ok_content: Some((
+                    "application/geo+json",
+                    obj(
+                        &["type", "features"],
+                        json!({
+                            "type": {"const": "FeatureCollection"},
+                            "features": {"type": "array", "items": obj(
+                                &["type", "geometry", "properties"],
+                                json!({
+                                    "type": {"const": "Feature"},
+                                    "geometry": obj(&["type", "coordinates"], json!({
+                                        "type": {"const": "Point"},
+                                        "coordinates": {"type": "array", "items": {"type": "number"}},
+                                    })),
+                                    "properties": obj(&["name"], json!({
+                                        "name": {"type": "string"},
+                                        "capacity": {"type": ["integer", "null"]},
+                                        "notes": {"type": ["string", "null"]},
+                                    })),
+                                }),
+                            )},
+                        }),
+                    ),
+                )),
+                errors: &[],
             },
         ),
         (

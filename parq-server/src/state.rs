@@ -32,6 +32,8 @@ pub struct Inner {
     pub limit_user: Limiter,
     pub limit_key: Limiter,
     pub idempotency: IdempotencyCache,
+    pub live: crate::live::Feeds,
+    pub web: crate::web::WebConfig,
     pub demo: Option<DemoInfo>,
 }
 

@@ -737,6 +737,12 @@ impl ReservationStore for MemoryStore {
         Ok(s.events.iter().skip(skip).take(limit).cloned().collect())
     }
 
+    async fn last_seq(&self, lot: LotId) -> Result<u64> {
+        let (_, shard) = self.lot_shard(lot)?;
+        let s = lock(&shard);
+        Ok(s.next_seq - 1)
+    }
+
     async fn sessions(&self, id: ReservationId) -> Result<Vec<GateSession>> {
         let loc = self.loc(id)?;
         let shard = self.shard(loc.shard);

@@ -234,6 +234,20 @@ pub trait ReservationStore: Send + Sync + Debug + 'static {
     async fn unclaimed_before(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<Reservation>>;
     /// Events of a lot with `seq > after`, in order, at most `limit`.
     async fn events(&self, lot: LotId, after: u64, limit: usize) -> Result<Vec<Event>>;
+    /// The sequence number of the lot's latest committed event (0 before its first); a
+    /// subscriber that has seen up to it has seen everything. `NotFound` for an unknown lot.
+    ///
+    /// The default pages through [`events`](Self::events); adapters answer from their counter.
+    async fn last_seq(&self, lot: LotId) -> Result<u64> {
+        let mut last = 0;
+        loop {
+            let page = self.events(lot, last, 1024).await?;
+            match page.last() {
+                Some(e) => last = e.seq,
+                None => return Ok(last),
+            }
+        }
+    }
     /// The gate sessions of a reservation, oldest first.
     async fn sessions(&self, id: ReservationId) -> Result<Vec<GateSession>>;
 }

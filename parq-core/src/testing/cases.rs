@@ -331,12 +331,15 @@ pub async fn transitions_follow_the_state_machine(store: Store) {
 pub async fn events_are_numbered_without_gaps(store: Store) {
     let f = Fixture::new(store).await;
     let user = UserId::new();
+    assert_eq!(f.store.last_seq(f.lot.id).await.unwrap(), 0, "no event yet");
     for i in 0..4 {
         let r = f.engine.hold(&f.named(user, i, f.window(1, 1)), None).await.unwrap();
         f.engine.cancel(r.id, user).await.unwrap();
     }
     let all = f.store.events(f.lot.id, 0, 1000).await.unwrap();
     assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=8).collect::<Vec<u64>>());
+    assert_eq!(f.store.last_seq(f.lot.id).await.unwrap(), 8, "the latest sequence number");
+    assert!(matches!(f.store.last_seq(LotId::new()).await, Err(Error::NotFound { .. })));
     assert!(all.iter().all(|e| e.lot == f.lot.id));
     let tail = f.store.events(f.lot.id, 5, 2).await.unwrap();
     assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![6, 7]);
@@ -358,6 +361,8 @@ pub async fn events_are_numbered_without_gaps(store: Store) {
         .await
         .unwrap();
     assert_eq!(f.store.events(other.id, 0, 10).await.unwrap()[0].seq, 1);
+    assert_eq!(f.store.last_seq(other.id).await.unwrap(), 1);
+    assert_eq!(f.store.last_seq(f.lot.id).await.unwrap(), 8);
 }
 
 /// A driver holds at most the lot's and the operator's limit of live holds.

@@ -10,6 +10,8 @@ mod payments;
 mod public;
 pub mod views;
 
+pub(crate) use ops::index as ops_index;
+
 use axum::Router;
 use axum::handler::Handler;
 use axum::http::Method;
@@ -50,7 +52,7 @@ fn table() -> Routes {
     use Method as M;
     Routes::new()
         // Operations.
-        .at(M::GET, "/", ops::index)
+        .at(M::GET, "/", crate::web::index)
         .at(M::GET, "/healthz", ops::healthz)
         .at(M::GET, "/readyz", ops::readyz)
         .at(M::GET, "/metrics", ops::metrics)
@@ -61,6 +63,8 @@ fn table() -> Routes {
         .at(M::GET, "/api/v1/lots/{lot_id}/availability", public::availability)
         .at(M::GET, "/api/v1/lots/{lot_id}/quote", public::quote)
         .at(M::GET, "/api/v1/passes/keys", public::pass_keys)
+        .at(M::GET, "/api/v1/map/config", crate::web::map_config)
+        .at(M::GET, "/api/v1/public-parking", crate::web::public_parking)
         // Accounts.
         .at(M::POST, "/api/v1/auth/register", account::register)
         .at(M::POST, "/api/v1/auth/login", account::login)

@@ -1,0 +1,265 @@
+//! The web page: a live map of the lots, booking, payment and the QR pass. Its files are built
+//! into the binary (`parq-server/web/`), so `parq serve` needs nothing beside it, and the page
+//! loads nothing from another host unless the configuration names a style or tiles.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::config::{Config, ConfigError};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// A file of the page.
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        path: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/app.js"),
+    },
+    Asset {
+        path: "app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../web/app.css"),
+    },
+    Asset {
+        path: "vendor/maplibre-gl.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/vendor/maplibre-gl.js"),
+    },
+    Asset {
+        path: "vendor/maplibre-gl.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../web/vendor/maplibre-gl.css"),
+    },
+    Asset {
+        path: "vendor/socket.io.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/vendor/socket.io.min.js"),
+    },
+    Asset {
+        path: "vendor/LICENSES.md",
+        content_type: "text/markdown; charset=utf-8",
+        body: include_bytes!("../web/vendor/LICENSES.md"),
+    },
+];
+
+const INDEX: &[u8] = include_bytes!("../web/index.html");
+
+/// What the page is told about the map.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebConfig {
+    /// A MapLibre/Mapbox style URL, when configured.
+    pub style_url: Option<String>,
+    /// An XYZ raster tile template, when configured.
+    pub tile_url: Option<String>,
+    /// Where the map starts, `[lon, lat]`.
+    pub center: [f64; 2],
+    /// Its zoom.
+    pub zoom: f64,
+    /// Free public parking, as a GeoJSON FeatureCollection of points.
+    #[serde(skip)]
+    pub public_parking: Value,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            style_url: None,
+            tile_url: None,
+            // Between Nicosia and Limassol: the demo city's two towns.
+            center: [33.2, 34.93],
+            zoom: 8.6,
+            public_parking: feature_collection(Vec::new()),
+        }
+    }
+}
+
+/// One place of free public parking, as a file names it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreePlace {
+    name: String,
+    lat: f64,
+    lon: f64,
+    #[serde(default)]
+    capacity: Option<u32>,
+    #[serde(default)]
+    notes: Option<String>,
+}
+
+impl WebConfig {
+    /// From the configuration; the demo brings its own free public parking when no file is set.
+    pub fn load(config: &Config) -> Result<Self, ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid { key: key.into(), message };
+        let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let places = match config.public_parking_file.as_deref().filter(|p| !p.is_empty()) {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                parse_public_parking(&text).map_err(|m| bad("public_parking_file", format!("{path}: {m}")))?
+            }
+            None if config.demo_enabled() => demo_public_parking(),
+            None => Vec::new(),
+        };
+        Ok(Self {
+            style_url: nonempty(&config.map_style_url),
+            tile_url: nonempty(&config.map_tile_url),
+            public_parking: feature_collection(places),
+            ..Self::default()
+        })
+    }
+}
+
+/// Reads free public parking from GeoJSON (a FeatureCollection of Point features whose
+/// properties have `name` and optionally `capacity` and `notes`) or from a JSON array of
+/// `{name, lat, lon, capacity?, notes?}`.
+fn parse_public_parking(text: &str) -> Result<Vec<FreePlace>, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    if v.is_array() {
+        return serde_json::from_value::<Vec<FreePlace>>(v).map_err(|e| e.to_string()).and_then(check);
+    }
+    if v.get("type").and_then(Value::as_str) != Some("FeatureCollection") {
+        return Err("must be a GeoJSON FeatureCollection or an array of {name, lat, lon}".into());
+    }
+    let features = v.get("features").and_then(Value::as_array).ok_or("features must be an array")?;
+    let mut out = Vec::with_capacity(features.len());
+    for (i, f) in features.iter().enumerate() {
+        let geom = f.get("geometry").ok_or(format!("feature {i} has no geometry"))?;
+        if geom.get("type").and_then(Value::as_str) != Some("Point") {
+            return Err(format!("feature {i} is not a Point"));
+        }
+        let coords =
+            geom.get("coordinates").and_then(Value::as_array).ok_or(format!("feature {i}: coordinates"))?;
+        let (Some(lon), Some(lat)) =
+            (coords.first().and_then(Value::as_f64), coords.get(1).and_then(Value::as_f64))
+        else {
+            return Err(format!("feature {i}: coordinates must be [lon, lat]"));
+        };
+        let props = f.get("properties").cloned().unwrap_or(Value::Null);
+        let name = props.get("name").and_then(Value::as_str).ok_or(format!("feature {i} has no name"))?;
+        out.push(FreePlace {
+            name: name.to_owned(),
+            lat,
+            lon,
+            capacity: props.get("capacity").and_then(Value::as_u64).and_then(|c| u32::try_from(c).ok()),
+            notes: props.get("notes").and_then(Value::as_str).map(str::to_owned),
+        });
+    }
+    check(out)
+}
+
+fn check(places: Vec<FreePlace>) -> Result<Vec<FreePlace>, String> {
+    for p in &places {
+        if !(-90.0..=90.0).contains(&p.lat) || !(-180.0..=180.0).contains(&p.lon) {
+            return Err(format!("{}: latitude or longitude out of range", p.name));
+        }
+        if p.name.trim().is_empty() || p.name.len() > 200 {
+            return Err("a name must be 1 to 200 characters".into());
+        }
+    }
+    Ok(places)
+}
+
+fn feature_collection(places: Vec<FreePlace>) -> Value {
+    let features: Vec<Value> = places
+        .into_iter()
+        .map(|p| {
+            json!({
+                "type": "Feature",
+                "geometry": { "type": "Point", "coordinates": [p.lon, p.lat] },
+                "properties": { "name": p.name, "capacity": p.capacity, "notes": p.notes },
+            })
+        })
+        .collect();
+    json!({ "type": "FeatureCollection", "features": features })
+}
+
+/// The demo's free public parking: sample places in the two demo towns.
+fn demo_public_parking() -> Vec<FreePlace> {
+    let place = |name: &str, lat: f64, lon: f64, capacity: u32, notes: &str| FreePlace {
+        name: name.into(),
+        lat,
+        lon,
+        capacity: Some(capacity),
+        notes: Some(notes.into()),
+    };
+    vec![
+        place("Tripoli Bastion", 35.1728, 33.3576, 150, "Free, unmarked; busy on weekdays (demo data)"),
+        place("Constanza Bastion", 35.1689, 33.3703, 80, "Free after 15:00 (demo data)"),
+        place("Limassol Old Port, east lot", 34.6722, 33.0431, 120, "Free, gravel (demo data)"),
+        place("Akti Olympion seafront", 34.6868, 33.0616, 60, "Free street parking (demo data)"),
+    ]
+}
+
+/// `GET /`: the page for browsers, the service index (JSON) for everyone else.
+pub async fn index(headers: HeaderMap) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/html")));
+    if wants_html {
+        return page(INDEX, "text/html; charset=utf-8");
+    }
+    crate::routes::ops_index().await.into_response()
+}
+
+/// `GET /assets/{*path}`: the page's files.
+pub async fn asset(Path(path): Path<String>) -> Response {
+    match ASSETS.iter().find(|a| a.path == path) {
+        Some(a) => page(a.body, a.content_type),
+        None => Problem::not_found(format!("no asset {path}")).into_response(),
+    }
+}
+
+fn page(body: &'static [u8], content_type: &'static str) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
+/// `GET /api/v1/map/config`: the map's style, tiles and starting view.
+pub async fn map_config(State(state): State<AppState>) -> Json<WebConfig> {
+    Json(state.web.clone())
+}
+
+/// `GET /api/v1/public-parking`: free public parking as GeoJSON.
+pub async fn public_parking(State(state): State<AppState>) -> Response {
+    let mut resp = Json(&state.web.public_parking).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/geo+json"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_parking_reads_geojson_and_arrays_and_refuses_the_rest() {
+        let geo = r#"{"type":"FeatureCollection","features":[{"type":"Feature",
+            "geometry":{"type":"Point","coordinates":[33.36,35.17]},"properties":{"name":"A","capacity":5}}]}"#;
+        let p = parse_public_parking(geo).unwrap();
+        assert_eq!((p[0].name.as_str(), p[0].lat, p[0].lon, p[0].capacity), ("A", 35.17, 33.36, Some(5)));
+        let arr = r#"[{"name":"B","lat":34.6,"lon":33.0,"notes":"free"}]"#;
+        assert_eq!(parse_public_parking(arr).unwrap()[0].notes.as_deref(), Some("free"));
+        for bad in [
+            "nope",
+            r#"{"type":"Feature"}"#,
+            r#"[{"name":"C","lat":95,"lon":0}]"#,
+            r#"{"type":"FeatureCollection","features":[{"geometry":{"type":"LineString","coordinates":[]}}]}"#,
+        ] {
+            assert!(parse_public_parking(bad).is_err(), "{bad}");
+        }
+    }
+}
