@@ -31,7 +31,7 @@ async fn driver_journey_on_postgres_and_redis() {
     assert_eq!(ready["backends"]["accounts"]["adapter"], "postgres", "{ready}");
     assert_eq!(ready["backends"]["lock"]["adapter"], "redis", "{ready}");
     assert_eq!(ready["backends"]["lock"]["health"], "warm", "{ready}");
-    assert_eq!(ready["backends"]["notifier"]["adapter"], "redis", "{ready}");
+    assert_eq!(ready["backends"]["notifier"]["adapter"], "redis+postgres", "{ready}");
     assert!(!ready.to_string().contains(&b.pg), "no URL in /readyz: {ready}");
     journeys::driver_journey_from_registration_to_the_gate_and_a_refund(s).await;
     // The accounts are in PostgreSQL, not in the replica's memory.
@@ -216,5 +216,84 @@ async fn two_processes_race_200_clients_for_one_spot_and_exactly_one_wins() {
     assert_eq!(second.status(), StatusCode::CREATED);
     assert!(second.headers().contains_key("idempotent-replayed"));
     assert_eq!(second.json::<Value>().await.unwrap(), first);
+    drop((a, pb));
+}
+
+/// A `redis-server` of this test's own on a spare port (never the shared one), killed on drop.
+struct OwnRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (Debian: apt-get install redis-server)");
+        let url = format!("redis://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return OwnRedis { child, url };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on {port}");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn python_client(socket_url: &str, lot: &str, rest_url: &str) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/live_client.py");
+    let args = [script.display().to_string(), socket_url.to_owned(), lot.to_owned(), rest_url.to_owned()];
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new("python3").args(&args).output())
+        .await
+        .unwrap()
+        .expect("python3 runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the python-socketio client failed: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_updates_reach_every_replica_through_redis_and_through_postgres_while_redis_is_away() {
+    let b = Backing::new().await;
+    let mut redis = OwnRedis::start();
+    let mut env: Vec<(String, String)> =
+        b.env().into_iter().filter(|(k, _)| k != "PARQ_LOCK_URL" && k != "PARQ_NOTIFIER_URL").collect();
+    env.push(("PARQ_LOCK_URL".into(), redis.url.clone()));
+    env.push(("PARQ_NOTIFIER_URL".into(), redis.url.clone()));
+    production::migrate(&env);
+    let mut env_a = env.clone();
+    env_a.push(("PARQ_DEMO".into(), "true".into()));
+    let a = production::spawn(&["serve", "--bind", "127.0.0.1:0"], &env_a);
+    let mut env_b = env.clone();
+    env_b.push(("PARQ_DEMO".into(), "false".into()));
+    let pb = production::spawn(&["serve", "--bind", "127.0.0.1:0"], &env_b);
+    let http = reqwest::Client::new();
+    for u in [&a.url, &pb.url] {
+        let ready = production::until_warm(&http, u).await;
+        assert_eq!(ready["backends"]["notifier"]["adapter"], "redis+postgres", "{ready}");
+    }
+    let lot = parq_server::demo::lot_id("Limassol Old Port").to_string();
+
+    // Holds through replica A; the socket on replica B hears them (and resumes) via Redis.
+    let out = python_client(&pb.url, &lot, &a.url).await;
+    assert!(out.contains("checks passed"), "{out}");
+
+    // Redis dies. Holds go to PostgreSQL alone, and their events still reach replica B's
+    // sockets, from the store's outbox through LISTEN/NOTIFY.
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    let out = python_client(&pb.url, &lot, &a.url).await;
+    assert!(out.contains("checks passed"), "{out}");
     drop((a, pb));
 }

@@ -1,0 +1,80 @@
+//! Live updates and the web page, checked by the clients people use: the official
+//! `socket.io-client` (npm), `python-socketio` (PyPI), and headless Chromium driven by
+//! `playwright-core`, each against a server started here on the demo city.
+//!
+//! Needs `node` with `npm ci` run in `tests/js`, `pip install "python-socketio[asyncio_client]"`,
+//! and Debian's `chromium`; `scripts/test` sees to all three.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
+}
+
+/// Runs a client to completion and returns what it printed; fails the test with its output.
+async fn client(program: &'static str, args: Vec<String>, needs: &'static str) -> String {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(program)
+            .args(&args)
+            .current_dir(dir())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program} ({needs}): {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{program} {args:?} failed ({needs}):\n{stdout}\n{stderr}");
+        print!("{stdout}");
+        stdout
+    })
+    .await
+    .unwrap()
+}
+
+fn node_modules() {
+    let m = dir().join("js/node_modules");
+    assert!(
+        m.join("socket.io-client").is_dir() && m.join("playwright-core").is_dir(),
+        "the JavaScript clients are missing: run `npm ci` in {}",
+        dir().join("js").display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_io_client_follows_a_lot_gets_its_own_reservations_and_resumes_by_sequence() {
+    node_modules();
+    let s = common::start().await;
+    let lot = s.demo().lot("Eleftheria").unwrap().to_string();
+    let out = client("node", vec!["js/live.mjs".into(), s.base.clone(), lot], "npm ci in tests/js").await;
+    assert!(out.contains("checks passed"), "{out}");
+    // The server counted the three connections it accepted (not the refused one), and all
+    // of them are closed once the client is gone.
+    let gauge = |metrics: &str, name: &str| {
+        metrics.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = s.get("/metrics", None).await.text().await.unwrap();
+        if gauge(&metrics, "parq_sockets ") == Some(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(gauge(&metrics, "parq_socket_connections_total "), Some(3), "{metrics}");
+    assert_eq!(gauge(&metrics, "parq_sockets "), Some(0), "{metrics}");
+    s.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_socketio_gets_events_after_rest_holds_and_exactly_what_it_missed() {
+    let s = common::start().await;
+    let lot = s.demo().lot("Limassol Marina").unwrap().to_string();
+    client(
+        "python3",
+        vec!["python/live_client.py".into(), s.base.clone(), lot],
+        "pip install \"python-socketio[asyncio_client]\"",
+    )
+    .await;
+    s.running.shutdown().await;
+}
