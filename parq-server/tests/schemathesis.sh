@@ -69,6 +69,8 @@ run() {  # label, auth header, phases, extra args
       continue
     fi
     status=1
+    # Kept for the end, so that the last lines printed say what failed and where.
+    { echo "---- schemathesis as $label failed:"; grep -vE '^\s*$' "$work/run.log" | tail -n 60; } >>"$work/failures.txt"
     return
   done
 }
@@ -82,5 +84,6 @@ if grep -q '"level":"ERROR"' "$work/server.log"; then
   grep '"level":"ERROR"' "$work/server.log" | head -20 >&2
   status=1
 fi
+[ -f "$work/failures.txt" ] && cat "$work/failures.txt"
 [ "$status" = 0 ] && echo "schemathesis: no server error and no response off the schema"
 exit "$status"
