@@ -78,3 +78,34 @@ async fn python_socketio_gets_events_after_rest_holds_and_exactly_what_it_missed
     .await;
     s.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_map_in_headless_chromium_turns_a_spot_taken_live_and_books_end_to_end() {
+    node_modules();
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "Debian's chromium is missing: apt-get install chromium"
+    );
+    let s = common::start().await;
+    // The page for browsers at `/`, the service index for everyone else.
+    let html = s.http.get(s.url("/")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(html.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(html.text().await.unwrap().contains("/assets/app.js"));
+    let index = common::expect(s.get("/", None).await, reqwest::StatusCode::OK).await;
+    assert_eq!(index["api"], "/api/v1");
+    // The map's configuration, and the demo's free public parking as GeoJSON.
+    let map = common::expect(s.get("/api/v1/map/config", None).await, reqwest::StatusCode::OK).await;
+    assert_eq!(
+        (map["style_url"].clone(), map["tile_url"].clone()),
+        (serde_json::Value::Null, serde_json::Value::Null)
+    );
+    let free = s.get("/api/v1/public-parking", None).await;
+    assert_eq!(free.headers()["content-type"], "application/geo+json");
+    let free: serde_json::Value = free.json().await.unwrap();
+    assert_eq!(free["type"], "FeatureCollection");
+    assert!(free["features"].as_array().unwrap().len() >= 2, "{free}");
+    assert_eq!(free["features"][0]["geometry"]["type"], "Point");
+    let out = client("node", vec!["js/map.mjs".into(), s.base.clone()], "npm ci in tests/js; chromium").await;
+    assert!(out.contains(", 0 failed"), "{out}");
+    s.running.shutdown().await;
+}

@@ -48,6 +48,7 @@ window.parq = {
   get subscribed() { return [...state.subscribed]; },
   get connected() { return Boolean(state.socket && state.socket.connected); },
   loadedWindow: null, // "start/end" of the last completed refresh of the lots
+  reservationEvents: [], // the signed-in driver's `reservation` events, as received
 };
 
 // ---------------------------------------------------------------- small helpers
@@ -201,7 +202,7 @@ async function act(action, method, path, body) {
 let toastTimer;
 function toast(title, detail = '', kind = 'error') {
   const t = $('#toast');
-  t.replaceChildren(h('strong', {}, title), detail ? h('span', {}, detail) : null);
+  t.replaceChildren(h('strong', {}, title), ...(detail ? [h('span', {}, detail)] : []));
   t.dataset.kind = kind;
   t.hidden = false;
   clearTimeout(toastTimer);
@@ -302,12 +303,18 @@ async function refreshLots() {
   window.parq.loadedWindow = `${iso(state.window.start)}/${iso(state.window.end)}`;
 }
 
-async function refreshAvailability(id, gen = state.gen) {
+async function refreshAvailability(id, gen = state.gen, tries = 0) {
   const entry = state.lots.get(id);
   if (!entry) return;
+  const seqBefore = state.seq.get(id);
   try {
     const a = await api('GET', `/api/v1/lots/${id}/availability?${windowQuery()}`);
     if (gen !== state.gen) return;
+    if (state.seq.get(id) !== seqBefore && tries < 3) {
+      // An event arrived while we were asking: this answer may predate it. Ask again.
+      await refreshAvailability(id, gen, tries + 1);
+      return;
+    }
     entry.spots = a.spots.slice().sort(byLabel);
     entry.total = a.spots.length;
     entry.free = a.free;
@@ -387,12 +394,17 @@ function connectSocket() {
   setLive('wait', 'Connecting…');
   socket.on('connect', () => {
     setLive('on', 'Live');
+    connection += 1;
     state.subscribed.clear();
+    subscribing.clear();
     subscribeAll();
   });
-  socket.on('disconnect', () => {
+  socket.on('disconnect', (reason) => {
+    connection += 1;
     state.subscribed.clear();
+    subscribing.clear();
     setLive('wait', 'Reconnecting…');
+    if (reason === 'io server disconnect') socket.connect(); // the client does not retry these by itself
   });
   socket.on('connect_error', () => {
     if (socket.active) {
@@ -413,27 +425,36 @@ function subscribeAll() {
   for (const id of state.lots.keys()) subscribe(id);
 }
 
-const subscribing = new Set();
+const subscribing = new Set(); // lots whose subscribe awaits its ack on this connection
+let connection = 0; // bumped on every connect and disconnect: older acks are ignored
 function subscribe(lot) {
   const socket = state.socket;
   if (!socket || !socket.connected || state.subscribed.has(lot) || subscribing.has(lot)) return;
   subscribing.add(lot);
+  const conn = connection;
   const after = state.seq.get(lot);
   const payload = after == null ? { lot } : { lot, after };
   socket.timeout(10000).emit('subscribe', payload, (err, ack) => {
+    if (socket !== state.socket || conn !== connection) return;
     subscribing.delete(lot);
-    if (socket !== state.socket) return;
-    if (err || !ack || !ack.ok) {
+    if (err) {
+      setTimeout(() => subscribe(lot), 1000); // no answer: try again
+      return;
+    }
+    if (!ack || !ack.ok) {
       const p = (ack && ack.error) || {};
-      console.warn('subscribe refused', lot, err ? 'timeout' : p);
-      if (!err) toast(p.title || 'Live updates refused', p.detail || '');
+      console.warn('subscribe refused', lot, p);
+      toast(p.title || 'Live updates refused', p.detail || '');
       return;
     }
     state.subscribed.add(lot);
-    state.seq.set(lot, Math.max(state.seq.get(lot) || 0, ack.seq || 0));
+    const seq = ack.seq || 0;
+    // Behind what we saw: the server started afresh (a demo on memory restarted).
+    const restarted = after != null && seq < after;
+    state.seq.set(lot, restarted ? seq : Math.max(state.seq.get(lot) || 0, seq));
     // A first subscription replays nothing, and after a long absence the server asks for a
     // resync: read the lot again, so that no change before the subscription is missed.
-    if (after == null || ack.resync) scheduleRefresh(lot);
+    if (after == null || ack.resync || restarted) scheduleRefresh(lot);
   });
 }
 
@@ -459,6 +480,8 @@ function onLotEvent(ev) {
 
 const confirmWaiters = new Set();
 function onReservationEvent(ev) {
+  window.parq.reservationEvents.push({ reservation: ev.reservation, seq: ev.seq, kind: ev.kind, state: ev.state });
+  if (window.parq.reservationEvents.length > 50) window.parq.reservationEvents.shift();
   for (const w of confirmWaiters) w(ev.reservation, ev.state);
   const known = state.reservations.get(ev.reservation);
   if (known) {
@@ -625,7 +648,7 @@ function addLayers(c) {
     const p = f.properties;
     const body = h('div', { class: 'popup' },
       h('strong', {}, p.name || 'Public parking'),
-      p.capacity != null && p.capacity !== 'null' ? h('div', {}, `${p.capacity} places, free of charge`) : h('div', {}, 'Free of charge'),
+      p.capacity != null && p.capacity !== 'null' ? h('div', {}, `${p.capacity} places`) : null,
       p.notes && p.notes !== 'null' ? h('div', { class: 'muted' }, p.notes) : null);
     new window.maplibregl.Popup({ offset: 10 }).setLngLat(f.geometry.coordinates).setDOMContent(body).addTo(map);
   });
@@ -637,9 +660,15 @@ function fitLots() {
   state.fitted = true;
   const map = state.map;
   const lots = [...state.lots.values()].filter((e) => e.lot).map((e) => [e.lot.location.lon, e.lot.location.lat]);
-  if (!lots.length || lots.every((p) => map.getBounds().contains(p))) return;
+  const { width, height } = map.getContainer().getBoundingClientRect();
+  const inset = 60; // room for a label
+  const inView = (p) => {
+    const q = map.project(p);
+    return q.x > inset && q.x < width - inset && q.y > inset && q.y < height - inset;
+  };
+  if (!lots.length || lots.every(inView)) return;
   const bounds = lots.reduce((b, p) => b.extend(p), new window.maplibregl.LngLatBounds(lots[0], lots[0]));
-  map.fitBounds(bounds, { padding: 48, maxZoom: state.config.zoom, duration: 0 });
+  map.fitBounds(bounds, { padding: inset, maxZoom: state.config.zoom, duration: 0 });
 }
 
 /** Where spot `i` of `n` is drawn: a grid centred on the lot, SPOT_SPACING_M apart. */
@@ -938,6 +967,7 @@ async function pay() {
     await showPass(id);
     loadReservations();
   } catch (e) {
+    if (b.status === 'cancelled') return; // released meanwhile: nothing more to say
     showProblem(e);
     if (b.status === 'paying' || b.status === 'waiting' || b.status === 'stripe') b.status = 'held';
     renderBooking();
@@ -1156,6 +1186,8 @@ function bookingCard(b) {
     rows.push(h('div', { class: 'note' },
       'This server takes cards through Stripe. Card entry needs Stripe.js, which this page does not bundle: ',
       'complete the payment in the ParQ app. This page shows your pass as soon as the payment is confirmed.'));
+    rows.push(h('div', { class: 'row' },
+      h('button', { id: 'release-btn', type: 'button', onclick: () => release(r.id) }, 'Release')));
   } else if (b.status === 'confirmed') {
     rows.push(h('div', { class: 'note ok' }, 'Confirmed. Show this pass at the gate.'));
   } else if (b.status === 'expired' || r.state === 'expired') {
@@ -1163,7 +1195,7 @@ function bookingCard(b) {
   } else if (b.status === 'cancelled' || r.state === 'cancelled') {
     rows.push(h('div', { class: 'note' }, 'Cancelled.'));
   }
-  if (!held && b.status !== 'paying' && b.status !== 'waiting') {
+  if (!held && !['paying', 'waiting', 'stripe'].includes(b.status)) {
     rows.push(h('div', { class: 'row' }, h('button', { type: 'button', onclick: () => { state.booking = null; render(); } }, 'Done')));
   }
   return h('div', { class: 'booking', dataset: { reservationId: r.id, state: r.state } }, ...rows);

@@ -171,7 +171,7 @@ async function run(browser) {
   const mine = free[0];
   const watcher = io(base, { transports: ['websocket'], reconnection: false });
   const seen = [];
-  watcher.on('event', (e) => seen.push(e));
+  watcher.on('event', (e) => seen.push({ ...e, receivedAt: Date.now() }));
   await new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Failure('a Node Socket.IO client could not subscribe within 5 s')), 5_000);
     watcher.emit('subscribe', { lot: lotId }, (ack) => {
@@ -185,6 +185,7 @@ async function run(browser) {
   const held = await rest('POST', '/api/v1/holds', {
     token: b.token, body: { lot_id: lotId, spot_id: other.id, start: win.start, end: win.end },
   });
+  const answeredMs = Date.now() - heldAt;
   if (held.state !== 'held') fail(`the other driver's hold is ${held.state}, not held`);
   try {
     await page.waitForSelector(`#spots [data-spot-id="${other.id}"][data-state="taken"]`, { timeout: LIVE_LIMIT_MS });
@@ -198,8 +199,8 @@ async function run(browser) {
   const ev = seen.find((e) => e.spot === other.id);
   watcher.close();
   clean('live update');
-  ok(`another driver held ${other.label} over REST; the page showed it taken after ${liveMs} ms without reloading`
-    + (ev ? ` (event seq ${ev.seq}, kind ${ev.kind}, state ${ev.state})` : ''));
+  ok(`another driver held ${other.label} over REST; the page showed it taken ${liveMs} ms after the request (the REST answer took ${answeredMs} ms), without reloading`
+    + (ev ? ` (event seq ${ev.seq}, kind ${ev.kind}, state ${ev.state}; a Node Socket.IO client got it after ${ev.receivedAt - heldAt} ms)` : ''));
 
   // d. The page books a different spot end to end: register, hold, pay, pass.
   const email = `page-${randomUUID().slice(0, 8)}@example.com`;
@@ -241,7 +242,12 @@ async function run(browser) {
   const token = await page.evaluate(() => sessionStorage.getItem('parq.token'));
   const server = await rest('GET', `/api/v1/reservations/${resId}`, { token });
   if (server.state !== 'confirmed') fail(`the server says reservation ${resId} is ${server.state}`);
+  const own = await waitIn(page, (id) => {
+    const evs = window.parq.reservationEvents.filter((e) => e.reservation === id);
+    return evs.some((e) => e.state === 'confirmed') && evs.map((e) => `${e.kind}→${e.state}`);
+  }, resId, LIVE_LIMIT_MS, `the page's socket got no \`reservation\` event saying ${resId} is confirmed`);
   clean('booking');
+  ok(`the signed-in socket received the driver's own \`reservation\` events: ${own.join(', ')}`);
   ok(`paid with the test gateway: #pass shows the QR code SVG and the pass text (${passText.length} chars); "My reservations" lists "${rowText}"; the server agrees it is confirmed`);
 
   // e. The screenshot.
