@@ -249,7 +249,7 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
             Some(pg) => {
                 let pg_config = crate::pg::parse_url("store_url", config.store_url.trim())?;
                 let channel = PgStore::new(pg.pool.clone(), pg.schema.clone()).channel().to_owned();
-                let outbox: Arc<DynNotifier> = Arc::new(PgNotifier::connect(pg_config, channel).await?);
+                let outbox: Arc<DynNotifier> = Arc::new(OutboxListener::new(pg_config, channel));
                 (Arc::new(parq_core::MergedNotifier::new(vec![Arc::new(n), outbox])), "redis+postgres")
             }
             None => (Arc::new(n), "redis"),
@@ -453,6 +453,37 @@ async fn rebuild_worker(r: Redis, store: Arc<DynReservationStore>, mut stop: wat
             changed = state.changed() => if changed.is_err() { return },
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// The store's outbox as a notifier, connected on first subscription, so that building the
+/// backends does not connect (a replica starts while PostgreSQL is briefly away). Publishing
+/// is a no-op: `PgStore` announces its events in the transaction that writes them.
+#[derive(Debug)]
+struct OutboxListener {
+    config: parq_postgres::tokio_postgres::Config,
+    channel: String,
+    listener: tokio::sync::OnceCell<PgNotifier>,
+}
+
+impl OutboxListener {
+    fn new(config: parq_postgres::tokio_postgres::Config, channel: String) -> Self {
+        Self { config, channel, listener: tokio::sync::OnceCell::new() }
+    }
+}
+
+#[async_trait::async_trait]
+impl parq_core::Notifier for OutboxListener {
+    async fn publish(&self, _events: &[parq_core::Event]) -> parq_core::Result<()> {
+        Ok(())
+    }
+
+    async fn subscribe(&self, lot: Option<parq_core::LotId>) -> parq_core::Result<parq_core::EventStream> {
+        let listener = self
+            .listener
+            .get_or_try_init(|| PgNotifier::connect(self.config.clone(), self.channel.clone()))
+            .await?;
+        listener.subscribe(lot).await
     }
 }
 
