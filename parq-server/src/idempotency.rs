@@ -43,17 +43,32 @@ enum Entry {
 
 type Key = (String, String);
 
-/// Most entries in one generation; past it the generation turns early, so memory stays
-/// bounded under any load (a key is then kept for less than a day, and holds still have the
-/// store's own record of their key).
-const MAX_PER_GENERATION: usize = 500_000;
+/// Most entries in one generation of one shard; past it the generation turns early, so memory
+/// stays bounded under any load (a key is then kept for less than a day, and holds still have
+/// the store's own record of their key).
+const MAX_PER_GENERATION: usize = 500_000 / SHARDS;
 
-/// The kept responses, in two generations: entries are written to the current one, read from
-/// both, and a generation is dropped whole when the next one turns, so no request ever scans
-/// the cache.
-#[derive(Debug, Default)]
+/// Independent parts of the cache, by the key's hash: each has its own lock, and when one
+/// grows (a rehash moves its entries) or drops a generation, only the requests that land on it
+/// wait, and only for a sixty-fourth of the work.
+const SHARDS: usize = 64;
+
+/// The kept responses, in shards of two generations each: entries are written to the current
+/// generation, read from both, and a generation is dropped whole when the next one turns (after
+/// the lock is released), so no request ever scans the cache.
+#[derive(Debug)]
 pub struct IdempotencyCache {
-    entries: Mutex<Generations>,
+    shards: Box<[Mutex<Generations>]>,
+    hasher: std::hash::RandomState,
+}
+
+impl Default for IdempotencyCache {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -68,14 +83,18 @@ impl Generations {
         self.current.get(k).or_else(|| self.previous.get(k))
     }
 
-    fn insert(&mut self, k: Key, e: Entry, now: Instant) {
+    /// Inserts; returns the generation that turned out, for the caller to drop unlocked.
+    #[must_use]
+    fn insert(&mut self, k: Key, e: Entry, now: Instant) -> Option<HashMap<Key, Entry>> {
         let since = *self.since.get_or_insert(now);
+        let mut dropped = None;
         if now.duration_since(since) >= TTL || self.current.len() >= MAX_PER_GENERATION {
-            self.previous = std::mem::take(&mut self.current);
+            dropped = Some(std::mem::replace(&mut self.previous, std::mem::take(&mut self.current)));
             self.since = Some(now);
         }
         self.previous.remove(&k);
         self.current.insert(k, e);
+        dropped
     }
 
     fn remove(&mut self, k: &Key) {
@@ -85,8 +104,19 @@ impl Generations {
 }
 
 impl IdempotencyCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
-        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self, k: &Key) -> std::sync::MutexGuard<'_, Generations> {
+        use std::hash::BuildHasher;
+        let i = (self.hasher.hash_one(k) as usize) % self.shards.len();
+        self.shards[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn insert(&self, k: Key, e: Entry, now: Instant) {
+        let dropped = self.lock(&k).insert(k, e, now);
+        drop(dropped);
+    }
+
+    fn remove(&self, k: &Key) {
+        self.lock(k).remove(k);
     }
 }
 
@@ -140,8 +170,8 @@ pub async fn layer(Extension(state): Extension<AppState>, req: Request, next: Ne
     }
     let id = (scope, key);
     let now = Instant::now();
-    {
-        let mut entries = state.idempotency.lock();
+    let dropped = {
+        let mut entries = state.idempotency.lock(&id);
         match entries.get(&id) {
             Some(Entry::Done { fingerprint: f, at, status, headers, body })
                 if now.duration_since(*at) < TTL =>
@@ -161,25 +191,26 @@ pub async fn layer(Extension(state): Extension<AppState>, req: Request, next: Ne
             }
             _ => {}
         }
-        entries.insert(id.clone(), Entry::InFlight { fingerprint, since: now }, now);
-    }
+        entries.insert(id.clone(), Entry::InFlight { fingerprint, since: now }, now)
+    };
+    drop(dropped);
     let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let status = resp.status();
     if !keep(status) {
-        state.idempotency.lock().remove(&id);
+        state.idempotency.remove(&id);
         return resp;
     }
     let (parts, body) = resp.into_parts();
     let body = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
         Err(_) => {
-            state.idempotency.lock().remove(&id);
+            state.idempotency.remove(&id);
             return Problem::new("internal", "the response could not be read").into_response();
         }
     };
     let headers = kept_headers(&parts.headers);
     let now = Instant::now();
-    state.idempotency.lock().insert(
+    state.idempotency.insert(
         id,
         Entry::Done { fingerprint, at: now, status, headers, body: body.clone() },
         now,

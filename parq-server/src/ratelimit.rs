@@ -10,21 +10,29 @@ struct Bucket {
     last: Instant,
 }
 
-/// A family of token buckets that refill at `rate` per second up to `burst` tokens.
+/// A family of token buckets that refill at `rate` per second up to `burst` tokens, in
+/// shards by key so that callers rarely wait on each other.
 #[derive(Debug)]
 pub struct Limiter {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    shards: Box<[Mutex<HashMap<String, Bucket>>]>,
+    hasher: std::hash::RandomState,
 }
 
-/// Most buckets kept before full ones are forgotten.
-const MAX_BUCKETS: usize = 100_000;
+/// Most buckets a shard keeps before full ones are forgotten.
+const MAX_BUCKETS: usize = 100_000 / SHARDS;
+const SHARDS: usize = 16;
 
 impl Limiter {
     /// `rate` requests per second, bursts of `burst`.
     pub fn new(rate: u32, burst: u32) -> Self {
-        Self { rate: f64::from(rate.max(1)), burst: f64::from(burst.max(1)), buckets: Mutex::default() }
+        Self {
+            rate: f64::from(rate.max(1)),
+            burst: f64::from(burst.max(1)),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: std::hash::RandomState::new(),
+        }
     }
 
     /// Takes a token from `key`'s bucket, or says how long until one is there.
@@ -33,7 +41,9 @@ impl Limiter {
     }
 
     fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        use std::hash::BuildHasher;
+        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % self.shards.len()];
+        let mut buckets = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
             let (rate, burst) = (self.rate, self.burst);
             buckets.retain(|_, b| b.tokens + now.duration_since(b.last).as_secs_f64() * rate < burst);
