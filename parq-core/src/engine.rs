@@ -51,6 +51,15 @@ pub enum SpotChoice {
     },
 }
 
+/// What [`Engine::hold_keyed`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The reservation.
+    pub reservation: Reservation,
+    /// Whether an earlier request with the same idempotency key made it.
+    pub replayed: bool,
+}
+
 /// A request to hold a spot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldSpec {
@@ -512,6 +521,12 @@ impl Engine {
     /// With an idempotency key, the same key and request return the same reservation, and the
     /// same key with another request fails with [`Error::IdempotencyMismatch`].
     pub async fn hold(&self, spec: &HoldSpec, idempotency_key: Option<&str>) -> Result<Reservation> {
+        self.hold_keyed(spec, idempotency_key).await.map(|h| h.reservation)
+    }
+
+    /// [`hold`](Self::hold), also saying whether the key had been used before: a replayed
+    /// hold wrote nothing and returns the reservation the first request made, as it is now.
+    pub async fn hold_keyed(&self, spec: &HoldSpec, idempotency_key: Option<&str>) -> Result<Held> {
         let now = self.now();
         let v = self.view_at(spec.lot, now).await?;
         let lot = &v.lot;
@@ -617,7 +632,8 @@ impl Engine {
                         tracing::warn!(error = %e, "could not retain the admission claim");
                     }
                 }
-                Ok(self.published(w).await)
+                let replayed = w.replayed;
+                Ok(Held { reservation: self.published(w).await, replayed })
             }
             Err(e) => {
                 if let Some(spot) = granted {

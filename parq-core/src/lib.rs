@@ -18,7 +18,7 @@ pub use catalog::{
     Spot, SpotAttributes, SpotFilter, SpotSize, Tier,
 };
 pub use engine::{
-    Availability, Cancellation, Checkout, Engine, EngineBuilder, HoldSpec, LotMatch, Quote, SpotChoice,
+    Availability, Cancellation, Checkout, Engine, EngineBuilder, Held, HoldSpec, LotMatch, Quote, SpotChoice,
     SpotStatus, SweepReport,
 };
 pub use error::{BoxError, ConflictReason, Error, Result};

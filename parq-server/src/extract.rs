@@ -40,7 +40,10 @@ fn json_problem(r: JsonRejection) -> Problem {
             Problem::new("unsupported_media_type", "send the body as Content-Type: application/json")
         }
         JsonRejection::BytesRejection(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-            Problem::new("payload_too_large", "the request body is too large")
+            Problem::new(
+                "payload_too_large",
+                format!("the body must be at most {} bytes", crate::idempotency::MAX_BODY),
+            )
         }
         other => Problem::bad_request(format!("the body could not be read: {}", other.body_text())),
     }

@@ -8,8 +8,9 @@
 //! with the request's fingerprint and the stored response, so a retry that reaches another
 //! replica, or comes after a restart, is answered the same way.
 //!
-//! Holds also pass the key to the engine, whose store records it durably, so a retried hold
-//! returns the same reservation even from another replica or after a restart.
+//! Holds pass the key to the engine instead ([`KEYED_BY_THE_ENGINE`]): the store records it in
+//! the write that makes the hold, durably where the store is, so a retried hold returns the
+//! same reservation from any replica or after a restart, and the hot path keeps no second copy.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,7 +42,7 @@ enum Entry {
     Done { fingerprint: [u8; 32], at: Instant, status: StatusCode, headers: HeaderMap, body: Bytes },
 }
 
-type Key = (String, String);
+type CacheKey = (String, String);
 
 /// Most entries in one generation of one shard; past it the generation turns early, so memory
 /// stays bounded under any load (a key is then kept for less than a day, and holds still have
@@ -73,19 +74,19 @@ impl Default for IdempotencyCache {
 
 #[derive(Debug, Default)]
 struct Generations {
-    current: HashMap<Key, Entry>,
-    previous: HashMap<Key, Entry>,
+    current: HashMap<CacheKey, Entry>,
+    previous: HashMap<CacheKey, Entry>,
     since: Option<Instant>,
 }
 
 impl Generations {
-    fn get(&self, k: &Key) -> Option<&Entry> {
+    fn get(&self, k: &CacheKey) -> Option<&Entry> {
         self.current.get(k).or_else(|| self.previous.get(k))
     }
 
     /// Inserts; returns the generation that turned out, for the caller to drop unlocked.
     #[must_use]
-    fn insert(&mut self, k: Key, e: Entry, now: Instant) -> Option<HashMap<Key, Entry>> {
+    fn insert(&mut self, k: CacheKey, e: Entry, now: Instant) -> Option<HashMap<CacheKey, Entry>> {
         let since = *self.since.get_or_insert(now);
         let mut dropped = None;
         if now.duration_since(since) >= TTL || self.current.len() >= MAX_PER_GENERATION {
@@ -97,25 +98,25 @@ impl Generations {
         dropped
     }
 
-    fn remove(&mut self, k: &Key) {
+    fn remove(&mut self, k: &CacheKey) {
         self.current.remove(k);
         self.previous.remove(k);
     }
 }
 
 impl IdempotencyCache {
-    fn lock(&self, k: &Key) -> std::sync::MutexGuard<'_, Generations> {
+    fn lock(&self, k: &CacheKey) -> std::sync::MutexGuard<'_, Generations> {
         use std::hash::BuildHasher;
         let i = (self.hasher.hash_one(k) as usize) % self.shards.len();
         self.shards[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn insert(&self, k: Key, e: Entry, now: Instant) {
+    fn insert(&self, k: CacheKey, e: Entry, now: Instant) {
         let dropped = self.lock(&k).insert(k, e, now);
         drop(dropped);
     }
 
-    fn remove(&self, k: &Key) {
+    fn remove(&self, k: &CacheKey) {
         self.lock(k).remove(k);
     }
 }
@@ -125,6 +126,32 @@ impl IdempotencyCache {
 pub fn required(method: &Method, path: &str) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
         && !path.starts_with("/api/v1/webhooks/")
+}
+
+/// Routes whose handler hands the key to the engine, whose store records it with the
+/// reservation in the same write (in memory, or in PostgreSQL's own transaction): they need no
+/// record here. A retry gets the reservation the first request made, as it is now, with
+/// `Idempotent-Replayed: true`; the same key with another request is `422
+/// idempotency_mismatch`; a refused request records nothing, so its retry is tried afresh.
+pub const KEYED_BY_THE_ENGINE: &[&str] = &["/api/v1/holds"];
+
+/// Whether the route gets this module's layer: it needs a key and its handler does not give
+/// the key to the engine.
+pub fn recorded_here(method: &Method, path: &str) -> bool {
+    required(method, path) && !KEYED_BY_THE_ENGINE.contains(&path)
+}
+
+/// The request's `Idempotency-Key`, for handlers that give it to the engine; refused as this
+/// module's layer refuses a missing or malformed key, before anything else is looked at.
+#[derive(Debug, Clone)]
+pub struct Key(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Key {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Problem> {
+        parse_key(&parts.headers).map(Key)
+    }
 }
 
 /// Checks a key's form: 1 to 255 visible ASCII characters.
@@ -262,8 +289,12 @@ fn mismatch(key: &str) -> Response {
         .into_response()
 }
 
-/// Keys are scoped to the caller: the credentials it sends, else its address.
+/// Keys are scoped to the caller: the account or API key it authenticated as, else the
+/// credentials it sends (a request the handler will refuse), else its address.
 fn caller_scope(req: &Request) -> String {
+    if let Some(p) = req.extensions().get::<crate::state::Principal>() {
+        return p.bucket();
+    }
     let cred = req
         .headers()
         .get(header::AUTHORIZATION)

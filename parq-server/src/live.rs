@@ -78,17 +78,24 @@ impl Feed {
         }
     }
 
-    /// Emits each event, in order, wherever it has not been emitted yet.
+    /// Emits each event, in order, wherever it has not been emitted yet. A room nobody is in
+    /// costs a lookup, not an encoding: most lots have nobody watching most of the time.
     async fn emit_all(&mut self, io: &SocketIo, events: &[Event]) {
         for e in events {
             if self.room.is_none_or(|r| e.seq > r) {
-                if let Err(err) = io.to(lot_room(e.lot)).emit("event", &LotEvent::from(e)).await {
+                let room = io.to(lot_room(e.lot));
+                if !room.clone().sockets().is_empty()
+                    && let Err(err) = room.emit("event", &LotEvent::from(e)).await
+                {
                     tracing::debug!(error = %err, "a lot's event did not reach every socket");
                 }
                 self.room = Some(e.seq);
             }
             if self.drivers.is_none_or(|d| e.seq > d) {
-                if let Err(err) = io.to(user_room(e.user)).emit("reservation", e).await {
+                let room = io.to(user_room(e.user));
+                if !room.clone().sockets().is_empty()
+                    && let Err(err) = room.emit("reservation", e).await
+                {
                     tracing::debug!(error = %err, "a driver's event did not reach every socket");
                 }
                 self.drivers = Some(e.seq);

@@ -38,11 +38,13 @@ pub struct TraceContext {
 impl TraceContext {
     /// Continues the trace of a valid `traceparent`, or starts a new one.
     pub fn from_header(value: Option<&str>) -> Self {
-        let span_id = secret::hex(&secret::random_bytes::<8>());
+        // Ids need to be unique, not secret: a random UUID from the thread's generator costs no
+        // system call (a trace id keeps its 122 random bits, a span id 60).
+        let span_id = secret::hex(&uuid::Uuid::new_v4().as_bytes()[..8]);
         if let Some((trace_id, flags)) = value.and_then(parse_traceparent) {
             return Self { trace_id, span_id, flags };
         }
-        Self { trace_id: secret::hex(&secret::random_bytes::<16>()), span_id, flags: "01".into() }
+        Self { trace_id: secret::hex(uuid::Uuid::new_v4().as_bytes()), span_id, flags: "01".into() }
     }
 
     /// The `traceparent` header value naming this server's span.

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parq_core::{Error, HoldSpec, ReservationId, SpotChoice, Window};
 use serde::Deserialize;
@@ -18,11 +18,10 @@ use crate::state::AppState;
 /// `POST /api/v1/holds`: holds a named spot, or any spot with the filter's attributes.
 pub async fn hold(
     State(s): State<AppState>,
+    idempotency::Key(key): idempotency::Key,
     user: User,
-    headers: HeaderMap,
     ApiJson(b): ApiJson<HoldBody>,
 ) -> ApiResult<Response> {
-    let key = idempotency::parse_key(&headers)?;
     let choice = match (b.spot_id, b.filter) {
         (Some(spot), None) => SpotChoice::Spot { spot },
         (None, filter) => SpotChoice::Any { filter: filter.unwrap_or_default() },
@@ -32,13 +31,17 @@ pub async fn hold(
     };
     let window = Window::new(b.start, b.end)?;
     let spec = HoldSpec { user: user.id, lot: b.lot_id, choice, window };
-    match s.engine.hold(&spec, Some(&key)).await {
-        Ok(r) => {
+    match s.engine.hold_keyed(&spec, Some(&key)).await {
+        Ok(held) => {
             s.metrics.hold(HoldOutcome::Held);
-            let location = format!("/api/v1/reservations/{}", r.id);
-            let mut resp = (StatusCode::CREATED, Json(ReservationView::from(r))).into_response();
+            let location = format!("/api/v1/reservations/{}", held.reservation.id);
+            let mut resp =
+                (StatusCode::CREATED, Json(ReservationView::from(held.reservation))).into_response();
             if let Ok(v) = HeaderValue::from_str(&location) {
                 resp.headers_mut().insert(header::LOCATION, v);
+            }
+            if held.replayed {
+                resp.headers_mut().insert(idempotency::REPLAYED, HeaderValue::from_static("true"));
             }
             Ok(resp)
         }

@@ -37,7 +37,7 @@ impl Routes {
     {
         let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
         let mut route = on(filter, handler);
-        if crate::idempotency::required(&method, path) {
+        if crate::idempotency::recorded_here(&method, path) {
             // Per route, so that a wrong method is still 405 and an unknown path 404.
             route = route.route_layer(axum::middleware::from_fn(crate::idempotency::layer));
         }
