@@ -58,6 +58,7 @@ const OPERATOR_KEY: &str = "pqk_race_operator_key_0123456789abcdef";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_race_200_clients_for_one_spot_and_exactly_one_wins() {
+    let _turn = PROCESSES.lock().await;
     let b = Backing::new().await;
     let env = b.env();
     let migrated = production::migrate(&env);
@@ -253,7 +254,29 @@ impl Drop for OwnRedis {
     }
 }
 
-async fn python_client(socket_url: &str, lot: &str, rest_url: &str) -> String {
+/// The tests that start `parq` processes take turns: each loads the machine (Argon2 for 200
+/// drivers, two replicas), and their timing should not depend on the other's.
+static PROCESSES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What the processes printed so far, for a failure's message.
+fn logs(processes: &[&production::Process]) -> String {
+    let mut out = String::new();
+    for (i, p) in processes.iter().enumerate() {
+        out.push_str(&format!("--- replica {i} ({}):\n", p.url));
+        while let Ok(line) = p.lines.try_recv() {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+async fn python_client(
+    socket_url: &str,
+    lot: &str,
+    rest_url: &str,
+    replicas: &[&production::Process],
+) -> String {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/live_client.py");
     let args = [script.display().to_string(), socket_url.to_owned(), lot.to_owned(), rest_url.to_owned()];
     let out = tokio::task::spawn_blocking(move || std::process::Command::new("python3").args(&args).output())
@@ -261,12 +284,13 @@ async fn python_client(socket_url: &str, lot: &str, rest_url: &str) -> String {
         .unwrap()
         .expect("python3 runs");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the python-socketio client failed: {text}");
+    assert!(out.status.success(), "the python-socketio client failed: {text}\n{}", logs(replicas));
     text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_updates_reach_every_replica_through_redis_and_through_postgres_while_redis_is_away() {
+    let _turn = PROCESSES.lock().await;
     let b = Backing::new().await;
     let mut redis = OwnRedis::start();
     let mut env: Vec<(String, String)> =
@@ -288,14 +312,14 @@ async fn live_updates_reach_every_replica_through_redis_and_through_postgres_whi
     let lot = parq_server::demo::lot_id("Limassol Old Port").to_string();
 
     // Holds through replica A; the socket on replica B hears them (and resumes) via Redis.
-    let out = python_client(&pb.url, &lot, &a.url).await;
+    let out = python_client(&pb.url, &lot, &a.url, &[&a, &pb]).await;
     assert!(out.contains("checks passed"), "{out}");
 
     // Redis dies. Holds go to PostgreSQL alone, and their events still reach replica B's
     // sockets, from the store's outbox through LISTEN/NOTIFY.
     let _ = redis.child.kill();
     let _ = redis.child.wait();
-    let out = python_client(&pb.url, &lot, &a.url).await;
+    let out = python_client(&pb.url, &lot, &a.url, &[&a, &pb]).await;
     assert!(out.contains("checks passed"), "{out}");
     drop((a, pb));
 }

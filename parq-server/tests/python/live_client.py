@@ -43,7 +43,7 @@ def rest(base, method, path, token=None, body=None):
         data = json.dumps(body).encode()
     req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=30) as r:
             text = r.read().decode()
             return r.status, json.loads(text) if text else None
     except urllib.error.HTTPError as e:
@@ -61,13 +61,13 @@ class Client:
         self.sio.on("reservation", self.mine.append)
 
     async def connect(self, base, token):
-        await self.sio.connect(base, transports=["websocket"], auth={"token": token}, wait_timeout=10)
+        await self.sio.connect(base, transports=["websocket"], auth={"token": token}, wait_timeout=30)
 
     async def subscribe(self, body):
-        return await self.sio.call("subscribe", body, timeout=10)
+        return await self.sio.call("subscribe", body, timeout=30)
 
 
-async def until(cond, what, seconds=5.0):
+async def until(cond, what, seconds=15.0):
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while not cond():
