@@ -45,13 +45,24 @@ pub fn parse_url(key: &'static str, url: &str) -> Result<tokio_postgres::Config,
     Ok(config)
 }
 
+/// How long a request waits for a free connection, or for a new one, before it is answered
+/// `503 unavailable` (retryable) instead of waiting without end.
+const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A pool of `size` connections. Connections are made when first needed.
 pub fn pool(config: tokio_postgres::Config, size: u64) -> Result<Pool, ConfigError> {
     let manager =
         Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(manager).max_size(usize::try_from(size).unwrap_or(usize::MAX)).build().map_err(|e| {
-        ConfigError::Invalid { key: "pg_pool_size".into(), message: format!("cannot build the pool: {e}") }
-    })
+    Pool::builder(manager)
+        .max_size(usize::try_from(size).unwrap_or(usize::MAX))
+        .runtime(parq_postgres::deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(POOL_WAIT))
+        .build()
+        .map_err(|e| ConfigError::Invalid {
+            key: "pg_pool_size".into(),
+            message: format!("cannot build the pool: {e}"),
+        })
 }
 
 /// An error of the driver or the pool, as the engine's error: connection trouble may be retried.
