@@ -246,10 +246,7 @@ fn connected(state: AppState, s: SocketRef) {
                     };
                     let _ = match answer {
                         Ok(a) => ack.send(&a),
-                        Err(p) => ack.send(&Refusal {
-                            ok: false,
-                            error: serde_json::to_value(&p).unwrap_or_default(),
-                        }),
+                        Err(p) => ack.send(&Refusal::from(&p)),
                     };
                 }
             },
@@ -261,11 +258,9 @@ fn connected(state: AppState, s: SocketRef) {
                 s.leave(lot_room(req.lot));
                 ack.send(&serde_json::json!({ "ok": true, "lot": req.lot }))
             }
-            Err(e) => ack.send(&Refusal {
-                ok: false,
-                error: serde_json::to_value(Problem::bad_request(format!("unsubscribe takes {{lot}}: {e}")))
-                    .unwrap_or_default(),
-            }),
+            Err(e) => {
+                ack.send(&Refusal::from(&Problem::bad_request(format!("unsubscribe takes {{lot}}: {e}"))))
+            }
         };
     });
 }
@@ -293,10 +288,17 @@ struct Subscribed {
     resync: bool,
 }
 
+/// A refused request's acknowledgement: `{"ok": false, "error": <problem>}`.
 #[derive(Debug, Serialize)]
-struct Refusal {
+struct Refusal<'a> {
     ok: bool,
-    error: serde_json::Value,
+    error: &'a Problem,
+}
+
+impl<'a> From<&'a Problem> for Refusal<'a> {
+    fn from(error: &'a Problem) -> Self {
+        Refusal { ok: false, error }
+    }
 }
 
 async fn subscribe(

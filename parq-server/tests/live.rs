@@ -14,8 +14,13 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
 
+/// The clients take turns: Chromium, Node and Python side by side on a small machine would
+/// measure the machine, not the server.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs a client to completion and returns what it printed; fails the test with its output.
 async fn client(program: &'static str, args: Vec<String>, needs: &'static str) -> String {
+    let _turn = TURN.lock().await;
     tokio::task::spawn_blocking(move || {
         let out = Command::new(program)
             .args(&args)

@@ -69,10 +69,10 @@ function connected(s) {
 }
 
 function subscribe(s, body) {
-  return s.timeout(5000).emitWithAck("subscribe", body);
+  return s.timeout(20_000).emitWithAck("subscribe", body);
 }
 
-async function until(cond, what, ms = 3000) {
+async function until(cond, what, ms = 15_000) {
   const deadline = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > deadline) check(false, `in time: ${what}`);
@@ -174,7 +174,7 @@ check(back.mine.length === 1, "her private room works after reconnecting", back.
 
 // Subscribing twice does not duplicate; unsubscribing stops the lot's events.
 await subscribe(back, { lot });
-const left = await back.timeout(5000).emitWithAck("unsubscribe", { lot });
+const left = await back.timeout(20_000).emitWithAck("unsubscribe", { lot });
 check(left.ok === true, "unsubscribe is acknowledged", left);
 await hold(bob, free[5]);
 await until(() => anon.events.length === 7, "the map still follows");

@@ -14,8 +14,8 @@ import { io } from 'socket.io-client';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = '/usr/bin/chromium';
-const TOTAL_LIMIT_MS = 55_000;
-const LIVE_LIMIT_MS = 3_000;
+const TOTAL_LIMIT_MS = 120_000;
+const LIVE_LIMIT_MS = 10_000;
 
 const base = (process.argv[2] || '').replace(/\/+$/, '');
 if (!/^https?:\/\/[^/]+$/.test(base)) {
