@@ -13,26 +13,13 @@ duration="${DURATION:-10s}"
 threads="${THREADS:-2}"
 log="${LOG:-warn}"
 port="${PORT:-18090}"
-base="http://127.0.0.1:$port"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-bin="${PARQ_BIN:-}"
-if [ -z "$bin" ]; then
-  cargo build -q --release -p parq-server --bin parq
-  bin="${CARGO_TARGET_DIR:-target}/release/parq"
-fi
-
-out=$(mktemp)
-PARQ_RATE_IP=10000000 PARQ_RATE_USER=10000000 PARQ_RATE_KEY=10000000 PARQ_LOG="$log" \
-  "$bin" serve --bind "127.0.0.1:$port" >"$out" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$out"' EXIT
-for _ in $(seq 1 100); do curl -fsS "$base/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+. parq-server/benches/serve.sh
 
 post() { curl -fsS "$base$1" -H 'content-type: application/json' -H "idempotency-key: $(cat /proc/sys/kernel/random/uuid)" -d "$2"; }
 post /api/v1/auth/register '{"email":"load@parq.test","password":"load-test-password"}' >/dev/null
 token=$(post /api/v1/auth/login '{"email":"load@parq.test","password":"load-test-password"}' \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
-lot=$(grep -E 'Eleftheria' "$out" | awk '{print $1}')
 start=$(( ($(date +%s) / 900 + 96) * 900 ))   # a day ahead, on a quarter hour
 
 echo "parq $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, wrk -t$threads -c$connections -d$duration, logs at $log"

@@ -78,29 +78,29 @@ impl Feed {
         }
     }
 
-    /// Emits each event, in order, wherever it has not been emitted yet. A room nobody is in
-    /// costs a lookup, not an encoding: most lots have nobody watching most of the time.
+    /// Emits each event, in order, wherever it has not been emitted yet.
     async fn emit_all(&mut self, io: &SocketIo, events: &[Event]) {
         for e in events {
             if self.room.is_none_or(|r| e.seq > r) {
-                let room = io.to(lot_room(e.lot));
-                if !room.clone().sockets().is_empty()
-                    && let Err(err) = room.emit("event", &LotEvent::from(e)).await
-                {
-                    tracing::debug!(error = %err, "a lot's event did not reach every socket");
-                }
+                to_room(io, lot_room(e.lot), "event", &LotEvent::from(e)).await;
                 self.room = Some(e.seq);
             }
             if self.drivers.is_none_or(|d| e.seq > d) {
-                let room = io.to(user_room(e.user));
-                if !room.clone().sockets().is_empty()
-                    && let Err(err) = room.emit("reservation", e).await
-                {
-                    tracing::debug!(error = %err, "a driver's event did not reach every socket");
-                }
+                to_room(io, user_room(e.user), "reservation", e).await;
                 self.drivers = Some(e.seq);
             }
         }
+    }
+}
+
+/// Emits to every socket in `room`. A room nobody is in costs a lookup, not an encoding: most
+/// lots have nobody watching most of the time.
+async fn to_room(io: &SocketIo, room: String, event: &str, payload: &impl Serialize) {
+    let to = io.to(room);
+    if !to.clone().sockets().is_empty()
+        && let Err(err) = to.emit(event, payload).await
+    {
+        tracing::debug!(error = %err, event, "an event did not reach every socket of its room");
     }
 }
 
@@ -336,9 +336,7 @@ async fn subscribe(
         Some(r) if r < latest => {
             let behind = read_after(state, req.lot, r, latest).await?;
             for e in &behind {
-                if let Err(err) = io.to(lot_room(e.lot)).emit("event", &LotEvent::from(e)).await {
-                    tracing::debug!(error = %err, "a lot's event did not reach every socket");
-                }
+                to_room(io, lot_room(e.lot), "event", &LotEvent::from(e)).await;
             }
             feed.room = Some(latest);
         }

@@ -19,37 +19,20 @@ struct Asset {
     body: &'static [u8],
 }
 
+/// An asset from `web/`, served at `/assets/<path>`.
+macro_rules! asset {
+    ($path:literal, $content_type:literal) => {
+        Asset { path: $path, content_type: $content_type, body: include_bytes!(concat!("../web/", $path)) }
+    };
+}
+
 const ASSETS: &[Asset] = &[
-    Asset {
-        path: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../web/app.js"),
-    },
-    Asset {
-        path: "app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../web/app.css"),
-    },
-    Asset {
-        path: "vendor/maplibre-gl.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../web/vendor/maplibre-gl.js"),
-    },
-    Asset {
-        path: "vendor/maplibre-gl.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../web/vendor/maplibre-gl.css"),
-    },
-    Asset {
-        path: "vendor/socket.io.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../web/vendor/socket.io.min.js"),
-    },
-    Asset {
-        path: "vendor/LICENSES.md",
-        content_type: "text/markdown; charset=utf-8",
-        body: include_bytes!("../web/vendor/LICENSES.md"),
-    },
+    asset!("app.js", "text/javascript; charset=utf-8"),
+    asset!("app.css", "text/css; charset=utf-8"),
+    asset!("vendor/maplibre-gl.js", "text/javascript; charset=utf-8"),
+    asset!("vendor/maplibre-gl.css", "text/css; charset=utf-8"),
+    asset!("vendor/socket.io.min.js", "text/javascript; charset=utf-8"),
+    asset!("vendor/LICENSES.md", "text/markdown; charset=utf-8"),
 ];
 
 const INDEX: &[u8] = include_bytes!("../web/index.html");
