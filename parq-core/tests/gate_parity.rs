@@ -39,26 +39,41 @@ async fn offline_and_online_decide_every_scan_alike() {
         GateVerifier::new(f.engine.pass_keys(), GatePolicy::for_lot(&f.lot, ReentryPolicy::NotAllowed));
     gate.apply_revocations(&f.engine.revocations_since(gate.revocation_version())).unwrap();
 
-    // (minutes to move the clock first, pass text, gate lot, direction, reading id, expected)
+    // The steps every binding replays (bindings/python, bindings/uniffi read the same file).
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/gate_parity.json")).expect("the fixture is JSON");
+    assert_eq!(fixture["grace_min"], 15, "the fixture's lot has the sample lot's grace");
     let lot = f.lot.id;
     let other_lot = LotId::new();
-    let steps: Vec<(i64, &str, LotId, Direction, u8, Decision)> = vec![
-        (0, pass.text(), lot, Direction::Entry, 1, Decision::Refuse(Refusal::TooEarly)),
-        (50, forged.text(), lot, Direction::Entry, 2, Decision::Refuse(Refusal::Invalid)),
-        (0, &tampered, lot, Direction::Entry, 3, Decision::Refuse(Refusal::Invalid)),
-        (0, "NOT A PASS", lot, Direction::Entry, 4, Decision::Refuse(Refusal::Invalid)),
-        (0, pass.text(), other_lot, Direction::Entry, 5, Decision::Refuse(Refusal::WrongLot)),
-        (0, pass_cancelled.text(), lot, Direction::Entry, 6, Decision::Refuse(Refusal::Revoked)),
-        (0, pass.text(), lot, Direction::Exit, 7, Decision::Refuse(Refusal::NotInside)),
-        (0, pass.text(), lot, Direction::Entry, 8, Decision::Allow),
-        (0, pass.text(), lot, Direction::Entry, 8, Decision::Refuse(Refusal::Replayed)),
-        (1, pass.text(), lot, Direction::Entry, 9, Decision::Refuse(Refusal::AlreadyInside)),
-        (60, pass.text(), lot, Direction::Exit, 10, Decision::Allow),
-        (0, pass.text(), lot, Direction::Exit, 10, Decision::Refuse(Refusal::Replayed)),
-        (0, pass.text(), lot, Direction::Exit, 11, Decision::Refuse(Refusal::NotInside)),
-        (5, pass.text(), lot, Direction::Entry, 12, Decision::Refuse(Refusal::ReentryNotAllowed)),
-        (120, pass.text(), lot, Direction::Entry, 13, Decision::Refuse(Refusal::Expired)),
-    ];
+    let steps: Vec<(i64, &str, LotId, Direction, u8, Decision)> = fixture["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            let text = match s["pass"].as_str().unwrap() {
+                "mine" => pass.text(),
+                "forged" => forged.text(),
+                "tampered" => tampered.as_str(),
+                "garbage" => "NOT A PASS",
+                "cancelled" => pass_cancelled.text(),
+                other => panic!("unknown pass {other}"),
+            };
+            let gate_lot = if s["lot"] == "own" { lot } else { other_lot };
+            let direction: Direction = serde_json::from_value(s["direction"].clone()).unwrap();
+            let expected = match s["expect"].as_str().unwrap() {
+                "allow" => Decision::Allow,
+                r => Decision::Refuse(serde_json::from_value::<Refusal>(serde_json::json!(r)).unwrap()),
+            };
+            (
+                s["advance_min"].as_i64().unwrap(),
+                text,
+                gate_lot,
+                direction,
+                s["reading"].as_u64().unwrap() as u8,
+                expected,
+            )
+        })
+        .collect();
     for (i, (mins, text, gate_lot, direction, n, expected)) in steps.into_iter().enumerate() {
         f.clock.advance(SignedDuration::from_mins(mins));
         let at = f.clock.now_ts();
