@@ -61,8 +61,9 @@ pub fn uuid_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Uuid> {
     let py = obj.py();
     let ty = class(py, &UUID_TYPE, "uuid", "UUID")?;
     if obj.is_instance(ty)? {
-        let n: u128 = obj.getattr(intern!(py, "int"))?.extract()?;
-        return Ok(Uuid::from_u128(n));
+        let bytes = obj.getattr(intern!(py, "bytes"))?;
+        let bytes = bytes.cast::<pyo3::types::PyBytes>()?.as_bytes();
+        return Uuid::from_slice(bytes).map_err(|e| invalid(py, name, e.to_string()));
     }
     if let Ok(s) = obj.cast::<PyString>() {
         return Uuid::parse_str(s.to_str()?.trim())

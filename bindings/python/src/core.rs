@@ -83,6 +83,37 @@ fn pg_pool(url: &str, size: usize) -> Result<(Pool, parq_postgres::tokio_postgre
     Ok((pool, config))
 }
 
+/// The store's outbox as a notifier, listening from the first subscription on: building an
+/// engine connects nothing, and events written by other processes reach `watch` too.
+/// Publishing is a no-op: `PgStore` announces its events in the transaction that writes them.
+#[derive(Debug)]
+struct OutboxListener {
+    config: parq_postgres::tokio_postgres::Config,
+    channel: String,
+    listener: tokio::sync::OnceCell<PgNotifier>,
+}
+
+impl OutboxListener {
+    fn new(config: parq_postgres::tokio_postgres::Config, channel: String) -> Self {
+        Self { config, channel, listener: tokio::sync::OnceCell::new() }
+    }
+}
+
+#[async_trait::async_trait]
+impl parq_core::Notifier for OutboxListener {
+    async fn publish(&self, _events: &[parq_core::Event]) -> Result<()> {
+        Ok(())
+    }
+
+    async fn subscribe(&self, lot: Option<LotId>) -> Result<EventStream> {
+        let listener = self
+            .listener
+            .get_or_try_init(|| PgNotifier::connect(self.config.clone(), self.channel.clone()))
+            .await?;
+        listener.subscribe(lot).await
+    }
+}
+
 const WORLD: GeoBox = GeoBox { min_lat: -90.0, max_lat: 90.0, min_lon: -180.0, max_lon: 180.0 };
 
 /// Rebuilds the Redis lock from the store whenever Redis comes back cold.
@@ -108,7 +139,7 @@ async fn rebuild_worker(health: RedisHealth, lock: Arc<FailoverLock>, store: Arc
 }
 
 impl Core {
-    /// Builds the engine (connecting nothing but the PostgreSQL listener).
+    /// Builds the engine; nothing connects until it is first needed.
     pub fn build(py: Python<'_>, o: Options<'_>) -> PyResult<Core> {
         let store_url = o.store.trim().to_owned();
         let is_pg = store_url.starts_with("postgres://") || store_url.starts_with("postgresql://");
@@ -171,13 +202,7 @@ impl Core {
             Some(u) => return Err(invalid(py, "lock", format!("{:?} is not a known lock; give none, memory: or redis://…", scheme(u)))),
         };
         let notifier: Arc<DynNotifier> = match (&pg, pg_config) {
-            (Some(s), Some(config)) => {
-                let channel = s.channel().to_owned();
-                let n = py
-                    .detach(|| rt.block_on(PgNotifier::connect(config, channel)))
-                    .map_err(|e| to_pyerr(py, e))?;
-                Arc::new(n)
-            }
+            (Some(s), Some(config)) => Arc::new(OutboxListener::new(config, s.channel().to_owned())),
             _ => Arc::new(BroadcastNotifier::default()),
         };
         let (gateway, test_gateway): (Arc<DynPaymentGateway>, _) = match o.gateway.trim() {

@@ -143,9 +143,10 @@ def test_scan_refused_and_forbidden(city: City) -> None:
 
 
 def test_unavailable_when_postgres_is_unreachable() -> None:
+    e = parq.Engine("postgres://postgres@127.0.0.1:1/test", schema="nowhere")  # connects nothing yet
     with pytest.raises(parq.Unavailable) as un:
-        parq.Engine("postgres://postgres@127.0.0.1:1/test", schema="nowhere")
-    assert "postgres" in str(un.value).lower()
+        e.migrate()
+    assert un.value.retryable is True and "postgres" in str(un.value).lower()
 
 
 def test_backend_error_when_the_schema_is_gone(make_engine: Callable[..., Any]) -> None:
