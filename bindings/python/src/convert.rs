@@ -6,10 +6,10 @@ use std::panic::AssertUnwindSafe;
 use jiff::{SignedDuration, Timestamp};
 use parq_core::error::ConflictReason;
 use parq_core::{Error, Window};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyType};
-use pyo3::intern;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -149,8 +149,13 @@ pub fn window_arg(start: &Bound<'_, PyAny>, end: &Bound<'_, PyAny>) -> PyResult<
 }
 
 /// A value of `parq._types` (given by class name) from ParQ's serialised form.
-pub fn to_typed<'py, T: Serialize + ?Sized>(py: Python<'py>, value: &T, type_name: &str) -> PyResult<Bound<'py, PyAny>> {
-    let wire = pythonize::pythonize(py, value).map_err(|e| to_pyerr(py, Error::backend("python", e.to_string())))?;
+pub fn to_typed<'py, T: Serialize + ?Sized>(
+    py: Python<'py>,
+    value: &T,
+    type_name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let wire =
+        pythonize::pythonize(py, value).map_err(|e| to_pyerr(py, Error::backend("python", e.to_string())))?;
     types(py)?.call_method1(intern!(py, "_decode"), (type_name, wire))
 }
 
@@ -176,7 +181,9 @@ pub fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
     match build_error(py, &e) {
         Ok(err) => err,
         // The error module failed to load: still raise something that says what happened.
-        Err(load) => pyo3::exceptions::PyRuntimeError::new_err(format!("{e} (and parq._errors failed: {load})")),
+        Err(load) => {
+            pyo3::exceptions::PyRuntimeError::new_err(format!("{e} (and parq._errors failed: {load})"))
+        }
     }
 }
 
@@ -251,7 +258,11 @@ where
 
 static RESOLVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// Runs `fut` on the shared runtime as an asyncio awaitable of the running event loop. The
+/// Runs `fut` on the shared runtime as an asyncio awaitable of the running event loop.
+///
+/// The future is polled once at once, on the caller's thread inside the runtime: work that
+/// needs no I/O (the memory store, cached reads) completes there and the awaitable is returned
+/// already done, with no thread hop. Otherwise it continues as a task on the runtime, and the
 /// result is handed to the loop with `call_soon_threadsafe`; a cancelled awaitable drops it.
 pub fn spawn<'py, T, F>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
 where
@@ -259,28 +270,54 @@ where
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
     use futures_util::FutureExt;
+    use std::task::{Context, Poll, Waker};
     let event_loop = py.import(intern!(py, "asyncio"))?.call_method0(intern!(py, "get_running_loop"))?;
     let py_fut = event_loop.call_method0(intern!(py, "create_future"))?;
+    let mut fut = Box::pin(AssertUnwindSafe(fut).catch_unwind());
+    let rt = crate::runtime();
+    let first = {
+        let _entered = rt.enter();
+        fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    };
+    if let Poll::Ready(result) = first {
+        let (ok, value) = settle(py, result);
+        resolve(py)?.call1((&py_fut, ok, value))?;
+        return Ok(py_fut);
+    }
     let (event_loop, target) = (event_loop.unbind(), py_fut.clone().unbind());
-    crate::runtime().spawn(async move {
-        let result = AssertUnwindSafe(fut).catch_unwind().await;
+    rt.spawn(async move {
+        let result = fut.await;
         Python::attach(|py| {
-            let (ok, value): (bool, Py<PyAny>) = match result {
-                Ok(Ok(v)) => match v.into_pyobject(py) {
-                    Ok(o) => (true, pyo3::BoundObject::into_bound(o).into_any().unbind()),
-                    Err(e) => (false, Into::<PyErr>::into(e).into_value(py).into_any()),
-                },
-                Ok(Err(e)) => (false, to_pyerr(py, e).into_value(py).into_any()),
-                Err(p) => (false, panic_err(py, p).into_value(py).into_any()),
-            };
-            let resolve = RESOLVE.get_or_try_init(py, || -> PyResult<_> {
-                Ok(types(py)?.getattr("_resolve")?.unbind())
-            });
-            if let Ok(resolve) = resolve {
+            let (ok, value) = settle(py, result);
+            if let Ok(resolve) = resolve(py) {
                 // A loop closed meanwhile has nobody left to tell.
-                let _ = event_loop.call_method1(py, intern!(py, "call_soon_threadsafe"), (resolve, target, ok, value));
+                let _ = event_loop.call_method1(
+                    py,
+                    intern!(py, "call_soon_threadsafe"),
+                    (resolve, target, ok, value),
+                );
             }
         });
     });
     Ok(py_fut)
+}
+
+type Caught<T> = std::result::Result<parq_core::Result<T>, Box<dyn std::any::Any + Send>>;
+
+/// A finished future's outcome as (ok, value-or-exception).
+fn settle<T: for<'a> IntoPyObject<'a>>(py: Python<'_>, result: Caught<T>) -> (bool, Py<PyAny>) {
+    match result {
+        Ok(Ok(v)) => match v.into_pyobject(py) {
+            Ok(o) => (true, pyo3::BoundObject::into_bound(o).into_any().unbind()),
+            Err(e) => (false, Into::<PyErr>::into(e).into_value(py).into_any()),
+        },
+        Ok(Err(e)) => (false, to_pyerr(py, e).into_value(py).into_any()),
+        Err(p) => (false, panic_err(py, p).into_value(py).into_any()),
+    }
+}
+
+fn resolve(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    Ok(RESOLVE
+        .get_or_try_init(py, || -> PyResult<_> { Ok(types(py)?.getattr("_resolve")?.unbind()) })?
+        .bind(py))
 }

@@ -11,7 +11,7 @@ use parq_core::memory::{BroadcastNotifier, MemoryLock, MemoryStore, TestGateway}
 use parq_core::pass::{Direction, KeyId, KeySeed, PassKeyring, ReentryPolicy, ScanId};
 use parq_core::{
     Availability, Cancellation, Checkout, DynAdmissionLock, DynClock, DynNotifier, DynPaymentGateway,
-    DynReservationStore, Engine, Error, EventStream, GeoBox, GeoPoint, HoldSpec, LotId, LotMatch, Lot, Money,
+    DynReservationStore, Engine, Error, EventStream, GeoBox, GeoPoint, HoldSpec, Lot, LotId, LotMatch, Money,
     Operator, Quote, Reservation, ReservationId, Result, Spot, SpotChoice, SpotFilter, SpotId, SweepReport,
     SystemClock, UserId,
 };
@@ -72,7 +72,11 @@ fn pg_pool(url: &str, size: usize) -> Result<(Pool, parq_postgres::tokio_postgre
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
-    let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
     let pool = Pool::builder(manager)
         .max_size(size.max(1))
         .runtime(Runtime::Tokio1)
@@ -144,9 +148,16 @@ impl Core {
         let store_url = o.store.trim().to_owned();
         let is_pg = store_url.starts_with("postgres://") || store_url.starts_with("postgresql://");
         if !(store_url.starts_with("memory:") || is_pg) {
-            return Err(invalid(py, "store", format!("{:?} is not a known store; give memory: or postgres://…", scheme(&store_url))));
+            return Err(invalid(
+                py,
+                "store",
+                format!("{:?} is not a known store; give memory: or postgres://…", scheme(&store_url)),
+            ));
         }
-        if o.schema.is_empty() || o.schema.len() > 48 || !o.schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if o.schema.is_empty()
+            || o.schema.len() > 48
+            || !o.schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             return Err(invalid(py, "schema", "must be 1 to 48 letters, digits or underscores"));
         }
         let clock: Arc<DynClock> = match &o.clock {
@@ -155,7 +166,9 @@ impl Core {
         };
         let keyring = match &o.signing_keys {
             None => None,
-            Some(keys) if keys.is_empty() => return Err(invalid(py, "signing_keys", "must hold at least one (key id, seed) pair")),
+            Some(keys) if keys.is_empty() => {
+                return Err(invalid(py, "signing_keys", "must hold at least one (key id, seed) pair"));
+            }
             Some(keys) => {
                 let mut ring: Option<PassKeyring> = None;
                 for (id, seed) in keys {
@@ -192,14 +205,23 @@ impl Core {
                     .test_on_check_out(false)
                     .connection_timeout(Duration::from_secs(2))
                     .build_unchecked(manager);
-                let health = RedisHealth::new(pool.clone(), &o.redis_prefix, HealthConfig::default()).map_err(|e| to_pyerr(py, e))?;
-                let redis_lock = RedisLock::new(pool, &o.redis_prefix).map_err(|e| to_pyerr(py, e))?.with_clock(clock.clone());
+                let health = RedisHealth::new(pool.clone(), &o.redis_prefix, HealthConfig::default())
+                    .map_err(|e| to_pyerr(py, e))?;
+                let redis_lock = RedisLock::new(pool, &o.redis_prefix)
+                    .map_err(|e| to_pyerr(py, e))?
+                    .with_clock(clock.clone());
                 let failover = Arc::new(FailoverLock::new(redis_lock, health.clone()));
                 tasks.push(health.spawn());
                 tasks.push(rt.spawn(rebuild_worker(health.clone(), failover.clone(), store.clone())));
                 (Some(failover.clone() as Arc<DynAdmissionLock>), Some((health, failover)))
             }
-            Some(u) => return Err(invalid(py, "lock", format!("{:?} is not a known lock; give none, memory: or redis://…", scheme(u)))),
+            Some(u) => {
+                return Err(invalid(
+                    py,
+                    "lock",
+                    format!("{:?} is not a known lock; give none, memory: or redis://…", scheme(u)),
+                ));
+            }
         };
         let notifier: Arc<DynNotifier> = match (&pg, pg_config) {
             (Some(s), Some(config)) => Arc::new(OutboxListener::new(config, s.channel().to_owned())),
@@ -208,20 +230,42 @@ impl Core {
         let (gateway, test_gateway): (Arc<DynPaymentGateway>, _) = match o.gateway.trim() {
             "test" => {
                 if o.stripe_secret_key.is_some() {
-                    return Err(invalid(py, "stripe_secret_key", "is set but gateway is \"test\"; pass gateway=\"stripe\" to use it"));
+                    return Err(invalid(
+                        py,
+                        "stripe_secret_key",
+                        "is set but gateway is \"test\"; pass gateway=\"stripe\" to use it",
+                    ));
                 }
-                let secret = o.webhook_secret.clone().unwrap_or_else(|| format!("whsec_{}", uuid::Uuid::new_v4().simple()));
+                let secret = o
+                    .webhook_secret
+                    .clone()
+                    .unwrap_or_else(|| format!("whsec_{}", uuid::Uuid::new_v4().simple()));
                 let g = Arc::new(TestGateway::new(secret.into_bytes()));
                 (g.clone(), Some(g))
             }
             "stripe" => {
-                let key = o.stripe_secret_key.clone().filter(|k| !k.is_empty()).ok_or_else(|| invalid(py, "stripe_secret_key", "is required with gateway=\"stripe\""))?;
-                let hook = o.webhook_secret.clone().filter(|k| !k.is_empty()).ok_or_else(|| invalid(py, "webhook_secret", "is required with gateway=\"stripe\": the endpoint's whsec_… signing secret"))?;
+                let key =
+                    o.stripe_secret_key.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
+                        invalid(py, "stripe_secret_key", "is required with gateway=\"stripe\"")
+                    })?;
+                let hook = o.webhook_secret.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
+                    invalid(
+                        py,
+                        "webhook_secret",
+                        "is required with gateway=\"stripe\": the endpoint's whsec_… signing secret",
+                    )
+                })?;
                 let mut c = StripeConfig::new(key, hook);
                 c.api_base = o.stripe_api_base.clone().filter(|b| !b.is_empty());
                 (Arc::new(StripeGateway::new(c).map_err(|e| to_pyerr(py, e))?), None)
             }
-            other => return Err(invalid(py, "gateway", format!("{other:?} is not a gateway; give \"test\" or \"stripe\""))),
+            other => {
+                return Err(invalid(
+                    py,
+                    "gateway",
+                    format!("{other:?} is not a gateway; give \"test\" or \"stripe\""),
+                ));
+            }
         };
         let mut b = Engine::builder(store).gateway(gateway).notifier(notifier).clock(clock);
         if let Some(l) = lock {
@@ -291,10 +335,9 @@ impl Core {
     /// timeout when `decline` is `None`.
     pub fn fail_next(&self, py: Python<'_>, op: &str, decline: Option<String>) -> PyResult<()> {
         use parq_core::memory::{Failure, GatewayOp};
-        let g = self
-            .test_gateway
-            .as_ref()
-            .ok_or_else(|| to_pyerr(py, Error::Forbidden { message: "scripted failures need gateway=\"test\"".into() }))?;
+        let g = self.test_gateway.as_ref().ok_or_else(|| {
+            to_pyerr(py, Error::Forbidden { message: "scripted failures need gateway=\"test\"".into() })
+        })?;
         let op = match op {
             "create" => GatewayOp::Create,
             "pay" => GatewayOp::Pay,
@@ -306,7 +349,9 @@ impl Core {
                 return Err(invalid(
                     py,
                     "op",
-                    format!("{other:?} is not a gateway call; give create, pay, capture, cancel, refund or retrieve"),
+                    format!(
+                        "{other:?} is not a gateway call; give create, pay, capture, cancel, refund or retrieve"
+                    ),
                 ));
             }
         };
@@ -354,14 +399,24 @@ impl Core {
         Ok(Box::pin(async move { c.engine.spots(id).await }))
     }
 
-    pub fn quote(self: &Arc<Self>, lot: &Bound<'_, PyAny>, start: &Bound<'_, PyAny>, end: &Bound<'_, PyAny>) -> PyResult<Fut<Quote>> {
+    pub fn quote(
+        self: &Arc<Self>,
+        lot: &Bound<'_, PyAny>,
+        start: &Bound<'_, PyAny>,
+        end: &Bound<'_, PyAny>,
+    ) -> PyResult<Fut<Quote>> {
         let lot = LotId(uuid_arg(lot, "lot")?);
         let w = window_arg(start, end)?;
         let c = self.clone();
         Ok(Box::pin(async move { c.engine.quote(lot, w).await }))
     }
 
-    pub fn availability(self: &Arc<Self>, lot: &Bound<'_, PyAny>, start: &Bound<'_, PyAny>, end: &Bound<'_, PyAny>) -> PyResult<Fut<Availability>> {
+    pub fn availability(
+        self: &Arc<Self>,
+        lot: &Bound<'_, PyAny>,
+        start: &Bound<'_, PyAny>,
+        end: &Bound<'_, PyAny>,
+    ) -> PyResult<Fut<Availability>> {
         let lot = LotId(uuid_arg(lot, "lot")?);
         let w = window_arg(start, end)?;
         let c = self.clone();
@@ -415,7 +470,11 @@ impl Core {
         Ok((self.clone(), HoldSpec { user, lot, choice, window }, idempotency_key))
     }
 
-    pub fn get(self: &Arc<Self>, id: &Bound<'_, PyAny>, user: Option<&Bound<'_, PyAny>>) -> PyResult<Fut<Reservation>> {
+    pub fn get(
+        self: &Arc<Self>,
+        id: &Bound<'_, PyAny>,
+        user: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Fut<Reservation>> {
         let id = ReservationId(uuid_arg(id, "reservation")?);
         let user = match user.filter(|u| !u.is_none()) {
             Some(u) => Some(UserId(uuid_arg(u, "user")?)),
@@ -430,13 +489,21 @@ impl Core {
         }))
     }
 
-    pub fn reservations_of(self: &Arc<Self>, user: &Bound<'_, PyAny>, limit: usize) -> PyResult<Fut<Vec<Reservation>>> {
+    pub fn reservations_of(
+        self: &Arc<Self>,
+        user: &Bound<'_, PyAny>,
+        limit: usize,
+    ) -> PyResult<Fut<Vec<Reservation>>> {
         let user = UserId(uuid_arg(user, "user")?);
         let c = self.clone();
         Ok(Box::pin(async move { c.engine.reservations_of(user, limit.min(10_000)).await }))
     }
 
-    pub fn checkout(self: &Arc<Self>, id: &Bound<'_, PyAny>, user: &Bound<'_, PyAny>) -> PyResult<Fut<Checkout>> {
+    pub fn checkout(
+        self: &Arc<Self>,
+        id: &Bound<'_, PyAny>,
+        user: &Bound<'_, PyAny>,
+    ) -> PyResult<Fut<Checkout>> {
         let id = ReservationId(uuid_arg(id, "reservation")?);
         let user = UserId(uuid_arg(user, "user")?);
         let c = self.clone();
@@ -449,23 +516,36 @@ impl Core {
     }
 
     /// What the test gateway's provider would send when the driver pays: body and signature.
-    pub fn simulate_payment(&self, py: Python<'_>, intent_id: &str, capture: bool) -> PyResult<(Vec<u8>, String)> {
-        let g = self
-            .test_gateway
-            .as_ref()
-            .ok_or_else(|| to_pyerr(py, Error::Forbidden { message: "simulated payments need gateway=\"test\"".into() }))?;
+    pub fn simulate_payment(
+        &self,
+        py: Python<'_>,
+        intent_id: &str,
+        capture: bool,
+    ) -> PyResult<(Vec<u8>, String)> {
+        let g = self.test_gateway.as_ref().ok_or_else(|| {
+            to_pyerr(py, Error::Forbidden { message: "simulated payments need gateway=\"test\"".into() })
+        })?;
         let ev = g.pay(intent_id, capture).map_err(|e| to_pyerr(py, e))?;
         Ok(g.sign(&ev, self.engine.now()))
     }
 
-    pub fn cancel(self: &Arc<Self>, id: &Bound<'_, PyAny>, user: &Bound<'_, PyAny>) -> PyResult<Fut<Cancellation>> {
+    pub fn cancel(
+        self: &Arc<Self>,
+        id: &Bound<'_, PyAny>,
+        user: &Bound<'_, PyAny>,
+    ) -> PyResult<Fut<Cancellation>> {
         let id = ReservationId(uuid_arg(id, "reservation")?);
         let user = UserId(uuid_arg(user, "user")?);
         let c = self.clone();
         Ok(Box::pin(async move { c.engine.cancel(id, user).await }))
     }
 
-    pub fn extend(self: &Arc<Self>, id: &Bound<'_, PyAny>, user: &Bound<'_, PyAny>, new_end: &Bound<'_, PyAny>) -> PyResult<Fut<Reservation>> {
+    pub fn extend(
+        self: &Arc<Self>,
+        id: &Bound<'_, PyAny>,
+        user: &Bound<'_, PyAny>,
+        new_end: &Bound<'_, PyAny>,
+    ) -> PyResult<Fut<Reservation>> {
         let id = ReservationId(uuid_arg(id, "reservation")?);
         let user = UserId(uuid_arg(user, "user")?);
         let end = ts_arg(new_end, "new_end")?;
@@ -473,14 +553,22 @@ impl Core {
         Ok(Box::pin(async move { c.engine.extend(id, user, end).await }))
     }
 
-    pub fn refund(self: &Arc<Self>, id: &Bound<'_, PyAny>, amount: &Bound<'_, PyAny>) -> PyResult<Fut<parq_core::Refund>> {
+    pub fn refund(
+        self: &Arc<Self>,
+        id: &Bound<'_, PyAny>,
+        amount: &Bound<'_, PyAny>,
+    ) -> PyResult<Fut<parq_core::Refund>> {
         let id = ReservationId(uuid_arg(id, "reservation")?);
         let amount: Money = from_typed(amount, "Money", "amount")?;
         let c = self.clone();
         Ok(Box::pin(async move { c.engine.refund(id, amount).await }))
     }
 
-    pub fn issue_pass(self: &Arc<Self>, id: &Bound<'_, PyAny>, user: &Bound<'_, PyAny>) -> PyResult<Fut<parq_core::pass::Pass>> {
+    pub fn issue_pass(
+        self: &Arc<Self>,
+        id: &Bound<'_, PyAny>,
+        user: &Bound<'_, PyAny>,
+    ) -> PyResult<Fut<parq_core::pass::Pass>> {
         let id = ReservationId(uuid_arg(id, "reservation")?);
         let user = UserId(uuid_arg(user, "user")?);
         let c = self.clone();
@@ -507,7 +595,13 @@ impl Core {
         Ok(Box::pin(async move { c.engine.scan(text.trim(), lot, direction, gate.trim(), id).await }))
     }
 
-    pub fn gate_by_id(self: &Arc<Self>, id: &Bound<'_, PyAny>, entry: bool, gate: String, scan_id: String) -> PyResult<Fut<Reservation>> {
+    pub fn gate_by_id(
+        self: &Arc<Self>,
+        id: &Bound<'_, PyAny>,
+        entry: bool,
+        gate: String,
+        scan_id: String,
+    ) -> PyResult<Fut<Reservation>> {
         let id = ReservationId(uuid_arg(id, "reservation")?);
         let c = self.clone();
         Ok(Box::pin(async move {
@@ -530,7 +624,11 @@ impl Core {
         Box::pin(async move { c.engine.sweep(batch.clamp(1, 100_000)).await })
     }
 
-    pub fn watch(self: &Arc<Self>, lot: &Bound<'_, PyAny>, after: u64) -> PyResult<Fut<Arc<AsyncMutex<EventStream>>>> {
+    pub fn watch(
+        self: &Arc<Self>,
+        lot: &Bound<'_, PyAny>,
+        after: u64,
+    ) -> PyResult<Fut<Arc<AsyncMutex<EventStream>>>> {
         let lot = LotId(uuid_arg(lot, "lot")?);
         let c = self.clone();
         Ok(Box::pin(async move { Ok(Arc::new(AsyncMutex::new(c.engine.watch(lot, after).await?))) }))
@@ -538,15 +636,23 @@ impl Core {
 }
 
 /// The next event of a stream; `None` when it ended, or `timeout` passed first.
-pub async fn next_event(stream: Arc<AsyncMutex<EventStream>>, timeout: Option<Duration>) -> Result<Option<parq_core::Event>> {
+pub async fn next_event(
+    stream: Arc<AsyncMutex<EventStream>>,
+    timeout: Option<Duration>,
+) -> Result<Option<parq_core::Event>> {
     let mut s = stream.lock().await;
     let next = match timeout {
         Some(t) => match tokio::time::timeout(t, s.next()).await {
             Ok(n) => n,
-            Err(_) => return Err(Error::Unavailable { message: "no event within the timeout".into(), retryable: true, source: None }),
+            Err(_) => {
+                return Err(Error::Unavailable {
+                    message: "no event within the timeout".into(),
+                    retryable: true,
+                    source: None,
+                });
+            }
         },
         None => s.next().await,
     };
     next.transpose()
 }
-

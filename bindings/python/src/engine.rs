@@ -75,20 +75,6 @@ fn build(
     Ok(Arc::new(Core::build(py, o)?))
 }
 
-fn hold_spec(
-    core: &Arc<Core>,
-    py: Python<'_>,
-    user: &Bound<'_, PyAny>,
-    lot: &Bound<'_, PyAny>,
-    start: &Bound<'_, PyAny>,
-    end: &Bound<'_, PyAny>,
-    spot: Option<&Bound<'_, PyAny>>,
-    filter: Option<&Bound<'_, PyAny>>,
-    idempotency_key: Option<String>,
-) -> PyResult<(Arc<Core>, HoldSpec, Option<String>)> {
-    core.hold(py, user, lot, start, end, spot, filter, idempotency_key)
-}
-
 fn webhook_body(body: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if let Ok(b) = body.cast::<PyBytes>() {
         return Ok(b.as_bytes().to_vec());
@@ -135,14 +121,14 @@ macro_rules! engine_class {
         #[pymethods]
         impl $name {
             #[new]
-            #[pyo3(signature = (store = "memory:".to_owned(), *, schema = "parq".to_owned(), lock = None, gateway = "test".to_owned(), webhook_secret = None, stripe_secret_key = None, stripe_api_base = None, pool_size = 16, clock = None, signing_keys = None, reentry = false, redis_prefix = "parq".to_owned()))]
+            #[pyo3(signature = (store = "memory:", *, schema = "parq", lock = None, gateway = "test", webhook_secret = None, stripe_secret_key = None, stripe_api_base = None, pool_size = 16, clock = None, signing_keys = None, reentry = false, redis_prefix = "parq"))]
             #[allow(clippy::too_many_arguments)]
             fn new(
                 py: Python<'_>,
-                store: String,
-                schema: String,
+                store: &str,
+                schema: &str,
                 lock: Option<String>,
-                gateway: String,
+                gateway: &str,
                 webhook_secret: Option<String>,
                 stripe_secret_key: Option<String>,
                 stripe_api_base: Option<String>,
@@ -150,11 +136,11 @@ macro_rules! engine_class {
                 clock: Option<&Bound<'_, PyManualClock>>,
                 signing_keys: Option<Vec<(u32, String)>>,
                 reentry: bool,
-                redis_prefix: String,
+                redis_prefix: &str,
             ) -> PyResult<Self> {
                 let core = build(
-                    py, store, schema, lock, gateway, webhook_secret, stripe_secret_key, stripe_api_base, pool_size,
-                    clock, signing_keys, reentry, redis_prefix,
+                    py, store.to_owned(), schema.to_owned(), lock, gateway.to_owned(), webhook_secret, stripe_secret_key,
+                    stripe_api_base, pool_size, clock, signing_keys, reentry, redis_prefix.to_owned(),
                 )?;
                 Ok(Self { core })
             }
@@ -207,7 +193,7 @@ macro_rules! engine_class {
             #[pyo3(signature = (user, lot, start, end, *, spot = None, filter = None, idempotency_key = None))]
             #[allow(clippy::too_many_arguments)]
             fn hold<'py>(&self, py: Python<'py>, user: &Bound<'py, PyAny>, lot: &Bound<'py, PyAny>, start: &Bound<'py, PyAny>, end: &Bound<'py, PyAny>, spot: Option<&Bound<'py, PyAny>>, filter: Option<&Bound<'py, PyAny>>, idempotency_key: Option<String>) -> PyResult<$hold_ret> {
-                let (core, spec, key) = hold_spec(self.core(py)?, py, user, lot, start, end, spot, filter, idempotency_key)?;
+                let (core, spec, key) = self.core(py)?.hold(py, user, lot, start, end, spot, filter, idempotency_key)?;
                 $hold_go(py, core, spec, key)
             }
             /// A reservation as it reads now; with `user`, only that driver's (`NotFound` otherwise).
@@ -271,9 +257,9 @@ macro_rules! engine_class {
             }
             /// Decides a scan of a pass at a gate of `lot`, online, by the same rules as
             /// `GateVerifier`, and records the entry or exit when allowed. A refusal is a result.
-            #[pyo3(signature = (text, lot, direction, *, gate = "gate".to_owned(), scan_id = None))]
-            fn scan<'py>(&self, py: Python<'py>, text: String, lot: &Bound<'py, PyAny>, direction: &Bound<'py, PyAny>, gate: String, scan_id: Option<String>) -> PyResult<$ret> {
-                $go(py, self.core(py)?.scan(py, text, lot, direction, gate, scan_id)?)
+            #[pyo3(signature = (text, lot, direction, *, gate = "gate", scan_id = None))]
+            fn scan<'py>(&self, py: Python<'py>, text: String, lot: &Bound<'py, PyAny>, direction: &Bound<'py, PyAny>, gate: &str, scan_id: Option<String>) -> PyResult<$ret> {
+                $go(py, self.core(py)?.scan(py, text, lot, direction, gate.to_owned(), scan_id)?)
             }
             /// Records an entry without a pass (an attendant, a plate reader); `scan_id` makes a
             /// repeated reading count once. Refused entries raise `ScanRefused`.
@@ -311,19 +297,35 @@ macro_rules! engine_class {
     };
 }
 
-fn go_sync<'py, T: ToPy + Send>(py: Python<'py>, fut: impl Future<Output = parq_core::Result<T>> + Send) -> PyResult<Bound<'py, PyAny>> {
+fn go_sync<'py, T: ToPy + Send>(
+    py: Python<'py>,
+    fut: impl Future<Output = parq_core::Result<T>> + Send,
+) -> PyResult<Bound<'py, PyAny>> {
     run(py, fut)?.to_py(py)
 }
 
-fn go_async<'py, T: ToPy + Send>(py: Python<'py>, fut: impl Future<Output = parq_core::Result<T>> + Send + 'static) -> PyResult<Bound<'py, PyAny>> {
+fn go_async<'py, T: ToPy + Send>(
+    py: Python<'py>,
+    fut: impl Future<Output = parq_core::Result<T>> + Send + 'static,
+) -> PyResult<Bound<'py, PyAny>> {
     spawn(py, async move { fut.await.map(Out) })
 }
 
-fn hold_sync(py: Python<'_>, core: Arc<Core>, spec: HoldSpec, key: Option<String>) -> PyResult<PyReservation> {
+fn hold_sync(
+    py: Python<'_>,
+    core: Arc<Core>,
+    spec: HoldSpec,
+    key: Option<String>,
+) -> PyResult<PyReservation> {
     run(py, async { core.engine.hold(&spec, key.as_deref()).await }).map(PyReservation)
 }
 
-fn hold_async(py: Python<'_>, core: Arc<Core>, spec: HoldSpec, key: Option<String>) -> PyResult<Bound<'_, PyAny>> {
+fn hold_async(
+    py: Python<'_>,
+    core: Arc<Core>,
+    spec: HoldSpec,
+    key: Option<String>,
+) -> PyResult<Bound<'_, PyAny>> {
     spawn(py, async move { core.engine.hold(&spec, key.as_deref()).await.map(PyReservation) })
 }
 
@@ -336,14 +338,20 @@ engine_class!(
     PyReservation,
     hold_sync,
     {
-    /// The lot's events after sequence number `after`, first from the store and then live,
-    /// without gaps or duplicates. Iterate it; `next()` blocks (the GIL released) up to
-    /// `timeout` seconds when given, then raises `Unavailable`.
-    #[pyo3(signature = (lot, after = 0, *, timeout = None))]
-    fn watch(&self, py: Python<'_>, lot: &Bound<'_, PyAny>, after: u64, timeout: Option<f64>) -> PyResult<EventIterator> {
-        let stream = run(py, self.core.watch(lot, after)?)?;
-        Ok(EventIterator { stream, timeout: timeout_arg(py, timeout)? })
-    }
+        /// The lot's events after sequence number `after`, first from the store and then live,
+        /// without gaps or duplicates. Iterate it; `next()` blocks (the GIL released) up to
+        /// `timeout` seconds when given, then raises `Unavailable`.
+        #[pyo3(signature = (lot, after = 0, *, timeout = None))]
+        fn watch(
+            &self,
+            py: Python<'_>,
+            lot: &Bound<'_, PyAny>,
+            after: u64,
+            timeout: Option<f64>,
+        ) -> PyResult<EventIterator> {
+            let stream = run(py, self.core.watch(lot, after)?)?;
+            Ok(EventIterator { stream, timeout: timeout_arg(py, timeout)? })
+        }
     }
 );
 
@@ -356,20 +364,25 @@ engine_class!(
     Bound<'py, PyAny>,
     hold_async,
     {
-    /// The lot's events after sequence number `after`, as an async iterator (`async for`).
-    #[pyo3(signature = (lot, after = 0))]
-    fn watch<'py>(&self, py: Python<'py>, lot: &Bound<'py, PyAny>, after: u64) -> PyResult<AsyncEventIterator> {
-        // Subscribing is quick and must happen before the caller's next write, so it is done now.
-        let stream = run(py, self.core.watch(lot, after)?)?;
-        Ok(AsyncEventIterator { stream })
-    }
+        /// The lot's events after sequence number `after`, as an async iterator (`async for`).
+        #[pyo3(signature = (lot, after = 0))]
+        fn watch<'py>(
+            &self,
+            py: Python<'py>,
+            lot: &Bound<'py, PyAny>,
+            after: u64,
+        ) -> PyResult<AsyncEventIterator> {
+            // Subscribing is quick and must happen before the caller's next write, so it is done now.
+            let stream = run(py, self.core.watch(lot, after)?)?;
+            Ok(AsyncEventIterator { stream })
+        }
     }
 );
 
 fn timeout_arg(py: Python<'_>, t: Option<f64>) -> PyResult<Option<Duration>> {
     match t {
         None => Ok(None),
-        Some(s) if s.is_finite() && s >= 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) if (0.0..1e9).contains(&s) => Ok(Some(Duration::from_secs_f64(s))),
         Some(_) => Err(invalid(py, "timeout", "must be a non-negative number of seconds")),
     }
 }

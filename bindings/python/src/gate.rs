@@ -1,11 +1,11 @@
 //! Offline passes: `parq.GateVerifier` decides scans with the public keys and a synced
 //! revocation list, by the same `decide` as the engine; QR rendering; pass verification.
 
+use parq_core::LotId;
+use parq_core::pass::qr::PassQr;
 use parq_core::pass::{
     GatePolicy, GateState, GateVerifier, PublicKeys, ReentryPolicy, RevocationDelta, Scan,
 };
-use parq_core::LotId;
-use parq_core::pass::qr::PassQr;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -47,8 +47,8 @@ impl PyGateVerifier {
         Ok(Self(match state {
             None => GateVerifier::new(keys, policy),
             Some(s) => {
-                let st: GateState =
-                    serde_json::from_str(s).map_err(|e| invalid(py, "state", format!("is not a saved gate state: {e}")))?;
+                let st: GateState = serde_json::from_str(s)
+                    .map_err(|e| invalid(py, "state", format!("is not a saved gate state: {e}")))?;
                 GateVerifier::with_state(keys, policy, st)
             }
         }))
@@ -106,7 +106,8 @@ impl PyGateVerifier {
 
     /// The gate's memory (revocations, who is inside) as JSON, to survive a restart.
     fn save_state(&self) -> PyResult<String> {
-        serde_json::to_string(&self.0.state()).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+        serde_json::to_string(&self.0.state())
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
     }
 }
 
@@ -114,7 +115,11 @@ impl PyGateVerifier {
 /// or malformed pass raises `InvalidInput`; one signed with an untrusted key raises
 /// `ScanRefused` with reason `unknown_key`.
 #[pyfunction]
-pub fn verify_pass<'py>(py: Python<'py>, text: &str, public_keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub fn verify_pass<'py>(
+    py: Python<'py>,
+    text: &str,
+    public_keys: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     let keys: PublicKeys = from_typed(public_keys, "list[PublicKey]", "public_keys")?;
     match keys.verify(text) {
         Ok(c) => {

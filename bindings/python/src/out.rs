@@ -3,8 +3,8 @@
 
 use parq_core::pass::{Decision, Pass};
 use parq_core::{
-    Availability, Cancellation, Checkout, Event, GateSession, Lot, LotMatch, Quote, Refund, Reservation, Spot,
-    SweepReport,
+    Availability, Cancellation, Checkout, Event, GateSession, Lot, LotMatch, Quote, Refund, Reservation,
+    Spot, SweepReport,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;

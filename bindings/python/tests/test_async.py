@@ -92,15 +92,31 @@ def test_an_awaitable_needs_a_running_loop() -> None:
         e.get(uuid.uuid4())
 
 
-async def test_a_cancelled_await_leaves_the_loop_healthy() -> None:
+async def test_memory_work_completes_without_a_thread_hop() -> None:
     e = parq.AsyncEngine(clock=parq.ManualClock(EPOCH))
     lot, spots = await setup(e)
-    t = asyncio.ensure_future(e.hold(uuid.uuid4(), lot.id, at(1), at(2), spot=spots[0].id))
-    t.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await t
-    await asyncio.sleep(0.05)
-    assert (await e.quote(lot.id, at(1), at(2))).price == parq.Money(200, "EUR")
+    fut = e.hold(uuid.uuid4(), lot.id, at(1), at(2), spot=spots[0].id)
+    assert fut.done()  # the memory store answered on the first poll
+    assert (await fut).state is parq.ReservationState.HELD
+
+
+async def test_a_cancelled_await_leaves_the_loop_healthy() -> None:
+    schema = fresh_schema()
+    e = parq.AsyncEngine(PG_URL, schema=schema, clock=parq.ManualClock(EPOCH))
+    try:
+        await e.migrate()
+        lot, spots = await setup(e)
+        fut = e.hold(uuid.uuid4(), lot.id, at(1), at(2), spot=spots[0].id)
+        assert not fut.done()  # PostgreSQL answers later, on the runtime
+        fut.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await fut
+        await asyncio.sleep(0.2)  # the hold's answer arrives and is dropped
+        assert (await e.quote(lot.id, at(1), at(2))).price == parq.Money(200, "EUR")
+        # Cancelling the await does not cancel the work: the hold was made.
+        assert (await e.availability(lot.id, at(1), at(2))).free == 3
+    finally:
+        psql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def test_postgres_with_a_redis_admission_lock(make_engine: Callable[..., Any]) -> None:

@@ -15,7 +15,7 @@ from conftest import EPOCH, PG_URL, City, at, build_city, fresh_schema, psql
 
 
 def confirmed(city: City, driver: uuid.UUID, spot: int, h: float = 4) -> parq.Reservation:
-    e = city.engine
+    e: parq.Engine = city.engine
     r = e.hold(driver, city.lot.id, *city.window(h, 2), spot=city.spots[spot].id)
     co = e.checkout(r.id, driver)
     d = e.simulate_payment(co.intent.id, capture=True)

@@ -65,8 +65,7 @@ def test_64_asyncio_tasks_race_for_one_spot(backend: str, make_engine: Callable[
     drivers = [uuid.uuid4() for _ in range(RACERS)]
 
     async def main() -> list[Any]:
-        engine = parq.AsyncEngine(PG_URL if schema else "memory:", clock=clock, pool_size=32,
-                                  **({"schema": schema} if schema else {}))
+        engine = parq.AsyncEngine(PG_URL if schema else "memory:", schema=schema or "parq", clock=clock, pool_size=32)
         if not schema:
             # A memory engine is its own store: set the lot up in this one.
             await engine.put_operator(city.operator)

@@ -195,7 +195,8 @@ def _decode_value(tp: Any, v: Any) -> Any:
             return _decode_value(args[0], v)
         # A union of tagged dataclasses (RateLine).
         for a in args:
-            if dataclasses.is_dataclass(a) and a._wire_tag and v.get(a._wire_tag[0]) == a._wire_tag[1]:
+            tag = getattr(a, "_wire_tag", None)
+            if tag and v.get(tag[0]) == tag[1]:
                 return _decode_value(a, v)
         raise ValueError(f"cannot read {v!r} as {tp}")
     if origin in (list, tuple):
