@@ -45,6 +45,8 @@ struct M {
     end: i64,
     state: S,
     deadline: i64,
+    /// When the hold was made: a booking made after its start has its grace from then.
+    created: i64,
     price: i64,
     intent: Option<String>,
     voided: bool,
@@ -122,6 +124,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             end: e,
                             state: S::Held,
                             deadline: now + 10,
+                            created: now,
                             price: r.price.minor,
                             intent: None,
                             voided: false,
@@ -214,7 +217,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     if m.lapsed(now) {
                         m.voided |= m.intent.is_some();
                         m.state = S::Expired;
-                    } else if m.state == S::Confirmed && m.start + 15 <= now {
+                    } else if m.state == S::Confirmed && m.start.max(m.created) + 15 <= now {
                         m.state = S::NoShow;
                     }
                 }

@@ -61,6 +61,12 @@ impl StripeGateway {
     /// # Errors
     /// [`Error::Invalid`] (field `stripe`) when the key or the API base cannot be used.
     pub fn new(config: StripeConfig) -> Result<Self> {
+        // Stripe's client asks rustls for the process's default crypto provider. When a build
+        // holds two providers (ring here, aws-lc-rs for a crate beside it), rustls cannot pick
+        // one and panics; make ring the default unless the application chose one already.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let mut builder = ClientBuilder::new(config.secret_key.clone()).timeout(config.timeout).app_info(
             "parq",
             Some(env!("CARGO_PKG_VERSION").to_owned()),

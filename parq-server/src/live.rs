@@ -167,11 +167,19 @@ pub fn layer(state: &AppState) -> (SocketIoLayer, SocketIo) {
             async move { connected(state, s) }
         }
     };
+    // socketioxide sends the connect packet before it runs the connect handler, in a task of
+    // its own: a fast client's first `subscribe` could arrive before any handler existed. The
+    // middleware runs before the packet is sent, so the handlers and the driver's room are set
+    // up there, once the socket is admitted.
     let admit = {
         let state = state.clone();
         move |s: SocketRef, TryData(auth): TryData<serde_json::Value>| {
             let state = state.clone();
-            async move { admit(&state, &s, auth.ok()).await }
+            async move {
+                admit(&state, &s, auth.ok()).await?;
+                register(&state, &s);
+                Ok::<(), Refused>(())
+            }
         }
     };
     io.ns("/", on_connect.with(admit));
@@ -222,16 +230,17 @@ async fn admit(state: &AppState, s: &SocketRef, auth: Option<serde_json::Value>)
 }
 
 fn connected(state: AppState, s: SocketRef) {
+    state.metrics.socket_connected();
+    s.on_disconnect(move || {
+        let state = state.clone();
+        async move { state.metrics.socket_disconnected() }
+    });
+}
+
+/// The driver's room and the event handlers of an admitted socket.
+fn register(state: &AppState, s: &SocketRef) {
     if let Some(Driver(user)) = s.extensions.get::<Driver>() {
         s.join(user_room(user));
-    }
-    state.metrics.socket_connected();
-    {
-        let state = state.clone();
-        s.on_disconnect(move || {
-            let state = state.clone();
-            async move { state.metrics.socket_disconnected() }
-        });
     }
     {
         let state = state.clone();
