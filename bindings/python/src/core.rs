@@ -36,6 +36,8 @@ pub struct Options<'py> {
     pub webhook_secret: Option<String>,
     pub stripe_secret_key: Option<String>,
     pub stripe_api_base: Option<String>,
+    /// Whether intents carry a description (some Stripe emulators refuse it).
+    pub stripe_send_description: bool,
     pub pool_size: usize,
     pub clock: Option<Arc<parq_core::ManualClock>>,
     pub signing_keys: Option<Vec<(u32, String)>>,
@@ -257,6 +259,7 @@ impl Core {
                 })?;
                 let mut c = StripeConfig::new(key, hook);
                 c.api_base = o.stripe_api_base.clone().filter(|b| !b.is_empty());
+                c.send_description = o.stripe_send_description;
                 (Arc::new(StripeGateway::new(c).map_err(|e| to_pyerr(py, e))?), None)
             }
             other => {

@@ -51,6 +51,7 @@ fn build(
     webhook_secret: Option<String>,
     stripe_secret_key: Option<String>,
     stripe_api_base: Option<String>,
+    stripe_send_description: bool,
     pool_size: usize,
     clock: Option<&Bound<'_, PyManualClock>>,
     signing_keys: Option<Vec<(u32, String)>>,
@@ -65,6 +66,7 @@ fn build(
         webhook_secret,
         stripe_secret_key,
         stripe_api_base,
+        stripe_send_description,
         pool_size,
         clock: clock.map(|c| c.get().0.clone()),
         signing_keys,
@@ -121,7 +123,7 @@ macro_rules! engine_class {
         #[pymethods]
         impl $name {
             #[new]
-            #[pyo3(signature = (store = "memory:", *, schema = "parq", lock = None, gateway = "test", webhook_secret = None, stripe_secret_key = None, stripe_api_base = None, pool_size = 16, clock = None, signing_keys = None, reentry = false, redis_prefix = "parq"))]
+            #[pyo3(signature = (store = "memory:", *, schema = "parq", lock = None, gateway = "test", webhook_secret = None, stripe_secret_key = None, stripe_api_base = None, stripe_send_description = true, pool_size = 16, clock = None, signing_keys = None, reentry = false, redis_prefix = "parq"))]
             #[allow(clippy::too_many_arguments)]
             fn new(
                 py: Python<'_>,
@@ -132,6 +134,7 @@ macro_rules! engine_class {
                 webhook_secret: Option<String>,
                 stripe_secret_key: Option<String>,
                 stripe_api_base: Option<String>,
+                stripe_send_description: bool,
                 pool_size: usize,
                 clock: Option<&Bound<'_, PyManualClock>>,
                 signing_keys: Option<Vec<(u32, String)>>,
@@ -140,7 +143,8 @@ macro_rules! engine_class {
             ) -> PyResult<Self> {
                 let core = build(
                     py, store.to_owned(), schema.to_owned(), lock, gateway.to_owned(), webhook_secret, stripe_secret_key,
-                    stripe_api_base, pool_size, clock, signing_keys, reentry, redis_prefix.to_owned(),
+                    stripe_api_base, stripe_send_description, pool_size, clock, signing_keys, reentry,
+                    redis_prefix.to_owned(),
                 )?;
                 Ok(Self { core })
             }
