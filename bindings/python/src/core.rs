@@ -28,7 +28,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use crate::convert::{from_typed, invalid, to_pyerr, ts_arg, uuid_arg, window_arg};
 
 /// How an engine is put together, as given to `Engine(...)` / `AsyncEngine(...)`.
-pub struct Options<'py> {
+pub struct Options {
     pub store: String,
     pub schema: String,
     pub lock: Option<String>,
@@ -43,7 +43,6 @@ pub struct Options<'py> {
     pub signing_keys: Option<Vec<(u32, String)>>,
     pub reentry: bool,
     pub redis_prefix: String,
-    pub _py: Python<'py>,
 }
 
 /// The engine and what a binding needs beside it.
@@ -146,7 +145,7 @@ async fn rebuild_worker(health: RedisHealth, lock: Arc<FailoverLock>, store: Arc
 
 impl Core {
     /// Builds the engine; nothing connects until it is first needed.
-    pub fn build(py: Python<'_>, o: Options<'_>) -> PyResult<Core> {
+    pub fn build(py: Python<'_>, o: Options) -> PyResult<Core> {
         let store_url = o.store.trim().to_owned();
         let is_pg = store_url.starts_with("postgres://") || store_url.starts_with("postgresql://");
         if !(store_url.starts_with("memory:") || is_pg) {

@@ -72,7 +72,6 @@ fn build(
         signing_keys,
         reentry,
         redis_prefix,
-        _py: py,
     };
     Ok(Arc::new(Core::build(py, o)?))
 }
