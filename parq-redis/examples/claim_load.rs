@@ -87,9 +87,10 @@ fn base() -> Timestamp {
 }
 
 async fn through_lock(url: &str, clients: usize, n: usize) -> f64 {
-    let manager = RedisConnectionManager::new(url).unwrap();
-    let pool =
-        Pool::builder().max_size(clients as u32).test_on_check_out(false).build(manager).await.unwrap();
+    let pool = parq_redis::pool::builder(clients as u32, Duration::from_secs(2))
+        .build(parq_redis::RedisManager::new(url).unwrap())
+        .await
+        .unwrap();
     let prefix = format!("bench-{}", uuid::Uuid::now_v7());
     let lock =
         Arc::new(RedisLock::new(pool, &prefix).unwrap().with_clock(Arc::new(ManualClock::new(base()))));
@@ -129,6 +130,7 @@ async fn through_lock(url: &str, clients: usize, n: usize) -> f64 {
 /// much of the gap is the client library's rather than the lock's.
 async fn through_bare_client(url: &str, clients: usize, n: usize, template: Vec<String>) -> f64 {
     let manager = RedisConnectionManager::new(url).unwrap();
+    // The bare client's pool as bb8-redis makes it, without a PING before each checkout.
     let pool =
         Pool::builder().max_size(clients as u32).test_on_check_out(false).build(manager).await.unwrap();
     let template = Arc::new(template);
@@ -164,8 +166,7 @@ async fn through_bare_client(url: &str, clients: usize, n: usize, template: Vec<
 /// the token and the window start.
 fn benchmark_command(url: &str, clients: usize, n: usize) -> (Vec<String>, Vec<String>) {
     let lock_args = {
-        let manager = RedisConnectionManager::new(url).unwrap();
-        let pool = Pool::builder().build_unchecked(manager);
+        let pool = parq_redis::pool::pool(url, 10, Duration::from_secs(2)).unwrap();
         let prefix = format!("bench-{}", uuid::Uuid::now_v7());
         let lock = RedisLock::new(pool, &prefix).unwrap();
         let claim = Claim {

@@ -50,24 +50,10 @@ impl From<Failure> for Error {
     }
 }
 
-/// After a failed command on a pooled connection: when the connection itself is dead (Redis
-/// restarted or dropped it), swap a fresh one into the pool's slot, so the pool heals without
-/// bb8 testing every checkout.
-pub(crate) async fn heal(
-    pool: &bb8_redis::bb8::Pool<bb8_redis::RedisConnectionManager>,
-    conn: &mut redis::aio::MultiplexedConnection,
-    e: &redis::RedisError,
-) {
-    if (e.is_connection_dropped() || e.is_io_error())
-        && let Ok(fresh) = pool.dedicated_connection().await
-    {
-        *conn = fresh;
-    }
-}
-
-/// Runs `f` on a pooled connection within `timeout`, healing the connection when it died.
+/// Runs `f` on a pooled connection within `timeout`. A connection that failed as dead is
+/// discarded, and the pool tests the others at their next checkout (see [`crate::pool`]).
 pub(crate) async fn pooled<T>(
-    pool: &bb8_redis::bb8::Pool<bb8_redis::RedisConnectionManager>,
+    pool: &crate::pool::RedisPool,
     timeout: Duration,
     f: impl AsyncFnOnce(&mut redis::aio::MultiplexedConnection) -> redis::RedisResult<T>,
 ) -> Result<T, Failure> {
@@ -76,7 +62,7 @@ pub(crate) async fn pooled<T>(
         match f(&mut conn).await {
             Ok(v) => Ok(v),
             Err(e) => {
-                heal(pool, &mut conn, &e).await;
+                conn.saw(&e);
                 Err(Failure::Command(e))
             }
         }

@@ -5,14 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use bb8_redis::RedisConnectionManager;
-use bb8_redis::bb8::Pool;
 use parq_core::{Error, Result};
-use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 
 use crate::error::pooled;
 use crate::keys::Keys;
+use crate::pool::RedisPool;
 
 /// What the health checker last saw of Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,7 +68,7 @@ pub struct RebuildTicket {
 
 #[derive(Debug, Default)]
 struct Probe {
-    conn: Option<MultiplexedConnection>,
+    conn: Option<crate::pool::RedisConn>,
     /// The epoch marker this process trusts (the last one it saw while Redis was reachable).
     trusted: Option<String>,
     /// Redis was away since `trusted` was seen: holds went around it, so the marker no longer
@@ -80,7 +78,7 @@ struct Probe {
 
 #[derive(Debug)]
 struct Inner {
-    pool: Pool<RedisConnectionManager>,
+    pool: RedisPool,
     keys: Keys,
     config: HealthConfig,
     tx: watch::Sender<Health>,
@@ -113,7 +111,7 @@ pub struct RedisHealth {
 impl RedisHealth {
     /// A checker of the Redis behind `pool`, for the key prefix `prefix`. It starts
     /// [`Health::Down`]; run [`check`](Self::check) or [`spawn`](Self::spawn).
-    pub fn new(pool: Pool<RedisConnectionManager>, prefix: &str, config: HealthConfig) -> Result<Self> {
+    pub fn new(pool: RedisPool, prefix: &str, config: HealthConfig) -> Result<Self> {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -204,12 +202,18 @@ impl RedisHealth {
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "redis health check failed");
+                if let Some(conn) = probe.conn.as_mut() {
+                    conn.suspect_pool();
+                }
                 probe.conn = None;
                 probe.lost = true;
                 Health::Down
             }
             Err(_) => {
                 // A connection that timed out may deliver the late answer to the next check.
+                if let Some(conn) = probe.conn.as_mut() {
+                    conn.suspect_pool();
+                }
                 probe.conn = None;
                 probe.lost = true;
                 Health::Down

@@ -6,6 +6,7 @@ mod health;
 mod keys;
 mod lock;
 mod notifier;
+pub mod pool;
 
 pub use bb8_redis;
 pub use redis;
@@ -14,3 +15,4 @@ pub use failover::FailoverLock;
 pub use health::{Health, HealthConfig, RebuildTicket, RedisHealth};
 pub use lock::{DEFAULT_TIMEOUT, RedisLock};
 pub use notifier::{NotifierConfig, RedisNotifier};
+pub use pool::{RedisConn, RedisManager, RedisPool};

@@ -4,8 +4,6 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bb8_redis::RedisConnectionManager;
-use bb8_redis::bb8::Pool;
 use parq_core::jiff::Timestamp;
 use parq_core::{
     AdmissionLock, Claim, ConflictReason, DynClock, Error, Granted, HeldClaim, LotId, ReservationId, Result,
@@ -15,6 +13,7 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 
 use crate::error::{Failure, pooled};
 use crate::keys::Keys;
+use crate::pool::RedisPool;
 
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/claim.lua")));
 static RETAIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/retain.lua")));
@@ -43,12 +42,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 /// only reclaims memory. Replicas should keep their clocks in sync (NTP), as they must for the
 /// store's lazy expiry anyway; the store stays the arbiter.
 ///
-/// The pool is the caller's. Build it with `test_on_check_out(false)`: otherwise bb8 sends a
-/// `PING` before every checkout, which doubles the round trips of a claim. A pooled connection
-/// that Redis dropped (a restart) is replaced by the lock on the spot.
+/// The pool is the caller's, made with [`crate::pool::pool`] (or [`crate::pool::builder`]): a
+/// claim is one round trip, and after Redis restarts the pool discards every dead connection
+/// at its next checkout instead of failing one call per dead connection.
 #[derive(Debug, Clone)]
 pub struct RedisLock {
-    pool: Pool<RedisConnectionManager>,
+    pool: RedisPool,
     keys: Keys,
     clock: Arc<DynClock>,
     timeout: Duration,
@@ -61,7 +60,7 @@ fn ms(t: Timestamp) -> i64 {
 impl RedisLock {
     /// A lock on `pool` under the key prefix `prefix` (no braces or whitespace), with the
     /// [`SystemClock`] and [`DEFAULT_TIMEOUT`].
-    pub fn new(pool: Pool<RedisConnectionManager>, prefix: &str) -> Result<Self> {
+    pub fn new(pool: RedisPool, prefix: &str) -> Result<Self> {
         Ok(Self { pool, keys: Keys::new(prefix)?, clock: Arc::new(SystemClock), timeout: DEFAULT_TIMEOUT })
     }
 
@@ -89,7 +88,7 @@ impl RedisLock {
     }
 
     /// The pool.
-    pub fn pool(&self) -> &Pool<RedisConnectionManager> {
+    pub fn pool(&self) -> &RedisPool {
         &self.pool
     }
 

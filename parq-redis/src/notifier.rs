@@ -3,8 +3,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bb8_redis::RedisConnectionManager;
-use bb8_redis::bb8::Pool;
 use futures_util::StreamExt;
 use parq_core::{Error, Event, EventStream, LotId, Notifier, Result};
 use redis::aio::{PubSubSink, PubSubStream};
@@ -13,6 +11,7 @@ use tokio::sync::mpsc;
 use crate::error::{Failure, pooled};
 use crate::health::{Health, RedisHealth};
 use crate::keys::Keys;
+use crate::pool::RedisPool;
 
 /// How a subscription watches its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +47,7 @@ impl Default for NotifierConfig {
 /// connection was away. Publishing goes through the caller's pool, one pipeline per call.
 #[derive(Debug, Clone)]
 pub struct RedisNotifier {
-    pool: Pool<RedisConnectionManager>,
+    pool: RedisPool,
     client: redis::Client,
     keys: Keys,
     config: NotifierConfig,
@@ -58,12 +57,7 @@ pub struct RedisNotifier {
 impl RedisNotifier {
     /// A notifier publishing through `pool` and subscribing with connections of `client`
     /// (both to the same Redis), under the key prefix `prefix`.
-    pub fn new(
-        pool: Pool<RedisConnectionManager>,
-        client: redis::Client,
-        prefix: &str,
-        config: NotifierConfig,
-    ) -> Result<Self> {
+    pub fn new(pool: RedisPool, client: redis::Client, prefix: &str, config: NotifierConfig) -> Result<Self> {
         Ok(Self { pool, client, keys: Keys::new(prefix)?, config, health: None })
     }
 

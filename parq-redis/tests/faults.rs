@@ -159,6 +159,13 @@ async fn postgres_decides_through_a_paused_a_killed_and_an_emptied_redis() {
 async fn through_faults(store: Arc<DynReservationStore>, outbox: Option<Arc<DynNotifier>>) -> usize {
     let mut server = Server::start(spare_port());
     let pool = pool_on(&server.url(), 16).await;
+    // A busy server's pool holds all its connections: open every slot, so that every one of
+    // them dies with the server below.
+    {
+        let held: Vec<_> = futures_util::future::join_all((0..16).map(|_| pool.get())).await;
+        assert!(held.iter().all(Result::is_ok), "16 connections to the throwaway redis");
+        assert_eq!(pool.state().connections, 16);
+    }
     let prefix = prefix();
     let f = Fixture::new(store).await;
     let lot = f.lot.id;
@@ -299,9 +306,21 @@ async fn through_faults(store: Arc<DynReservationStore>, outbox: Option<Arc<DynN
     }
 
     let _server = Server::start(port);
+    let restarted = Instant::now();
     phase.store(4, Ordering::Relaxed);
     until("redis to be warm after the restart", Duration::from_secs(10), || health.state() == Health::Warm)
         .await;
+    // Every pooled connection died with the old server: the first failure makes the pool test
+    // the others at checkout, so the rebuild that the next health check starts goes through
+    // at once instead of finding one dead connection per attempt.
+    let cold_for = restarted.elapsed();
+    println!("warm again {cold_for:?} after the empty restart (health interval {:?})", config.interval);
+    assert!(
+        cold_for <= config.interval + config.timeout,
+        "warm again only {cold_for:?} after the restart; one health interval is {:?} (+ {:?} for its check)",
+        config.interval,
+        config.timeout
+    );
     tokio::time::sleep(run).await;
 
     stop.store(true, Ordering::Relaxed);

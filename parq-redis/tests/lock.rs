@@ -295,14 +295,10 @@ async fn agrees_with_the_memory_lock() {
 
 #[tokio::test]
 async fn an_unreachable_redis_is_a_retryable_unavailable() {
-    use parq_redis::bb8_redis::{RedisConnectionManager, bb8::Pool};
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let manager = RedisConnectionManager::new(format!("redis://127.0.0.1:{port}")).unwrap();
-    let pool = Pool::builder()
-        .connection_timeout(Duration::from_millis(200))
-        .retry_connection(false)
-        .build_unchecked(manager);
+    let pool =
+        parq_redis::pool::pool(&format!("redis://127.0.0.1:{port}"), 4, Duration::from_millis(200)).unwrap();
     let lock = RedisLock::new(pool, "t-unreachable").unwrap();
     let e = lock
         .claim(&claim(LotId::new(), &[SpotId::new()], hours(1, 1), ReservationId::new()))

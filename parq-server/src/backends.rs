@@ -24,7 +24,6 @@ use parq_core::{
 use parq_payments::{StripeConfig, StripeGateway};
 use parq_postgres::deadpool_postgres::Pool;
 use parq_postgres::{PgNotifier, PgStore};
-use parq_redis::bb8_redis::{RedisConnectionManager, bb8};
 use parq_redis::{FailoverLock, Health, HealthConfig, NotifierConfig, RedisHealth, RedisLock, RedisNotifier};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -146,21 +145,18 @@ fn is_redis(url: &str) -> bool {
 }
 
 /// A Redis pool that connects lazily, so the server starts (and routes around Redis) while
-/// Redis is down. No PING before every checkout: a claim stays one round trip.
-fn redis_pool(key: &'static str, url: &str) -> Result<bb8::Pool<RedisConnectionManager>, ConfigError> {
+/// Redis is down. A connection is tested (one PING) only after a failure of the pool, so a
+/// claim stays one round trip and a restarted Redis is usable again at once.
+fn redis_pool(key: &'static str, url: &str) -> Result<parq_redis::RedisPool, ConfigError> {
     if url.starts_with("redis+cluster://") {
         return Err(invalid(
             key,
             "Redis Cluster is not supported by this binary; give one node's redis:// URL",
         ));
     }
-    let manager = RedisConnectionManager::new(url)
+    let manager = parq_redis::RedisManager::new(url)
         .map_err(|e| invalid(key, format!("is not a usable Redis URL: {:?}", e.kind())))?;
-    Ok(bb8::Pool::builder()
-        .max_size(32)
-        .test_on_check_out(false)
-        .connection_timeout(Duration::from_secs(2))
-        .build_unchecked(manager))
+    Ok(parq_redis::pool::builder(32, Duration::from_secs(2)).build_unchecked(manager))
 }
 
 /// The whole world, to list every lot.

@@ -19,7 +19,6 @@ use parq_payments::{StripeConfig, StripeGateway};
 use parq_postgres::deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use parq_postgres::tokio_postgres::NoTls;
 use parq_postgres::{PgNotifier, PgStore};
-use parq_redis::bb8_redis::{RedisConnectionManager, bb8};
 use parq_redis::{FailoverLock, Health, HealthConfig, RedisHealth, RedisLock};
 use pyo3::prelude::*;
 use sha2::{Digest, Sha256};
@@ -199,13 +198,9 @@ impl Core {
             None | Some("") | Some("none") => (None, None),
             Some(u) if u.starts_with("memory:") => (Some(Arc::new(MemoryLock::new(clock.clone()))), None),
             Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
-                let manager = RedisConnectionManager::new(u)
+                let manager = parq_redis::RedisManager::new(u)
                     .map_err(|e| invalid(py, "lock", format!("is not a usable Redis URL: {:?}", e.kind())))?;
-                let pool = bb8::Pool::builder()
-                    .max_size(32)
-                    .test_on_check_out(false)
-                    .connection_timeout(Duration::from_secs(2))
-                    .build_unchecked(manager);
+                let pool = parq_redis::pool::builder(32, Duration::from_secs(2)).build_unchecked(manager);
                 let health = RedisHealth::new(pool.clone(), &o.redis_prefix, HealthConfig::default())
                     .map_err(|e| to_pyerr(py, e))?;
                 let redis_lock = RedisLock::new(pool, &o.redis_prefix)

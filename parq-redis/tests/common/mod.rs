@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use parq_core::jiff::{SignedDuration, Timestamp};
 use parq_core::{Claim, LotId, ReservationId, SpotId, Window};
-use parq_redis::bb8_redis::RedisConnectionManager;
-use parq_redis::bb8_redis::bb8::Pool;
+use parq_redis::RedisPool;
 
 pub const URL_VAR: &str = "PARQ_TEST_REDIS_URL";
 
@@ -16,13 +15,10 @@ pub fn redis_url() -> String {
 }
 
 /// A pool on `url`, checked with a PING; panics with a message naming the variable to set.
-pub async fn pool_on(url: &str, size: u32) -> Pool<RedisConnectionManager> {
-    let manager = RedisConnectionManager::new(url)
+pub async fn pool_on(url: &str, size: u32) -> RedisPool {
+    let manager = parq_redis::RedisManager::new(url)
         .unwrap_or_else(|e| panic!("{URL_VAR}={url} is not a Redis URL: {e}"));
-    let pool = Pool::builder()
-        .max_size(size)
-        .test_on_check_out(false)
-        .connection_timeout(std::time::Duration::from_secs(2))
+    let pool = parq_redis::pool::builder(size, std::time::Duration::from_secs(2))
         .build(manager)
         .await
         .unwrap_or_else(|e| panic!("cannot reach Redis at {url}: {e}; start it or set {URL_VAR}"));
@@ -39,7 +35,7 @@ pub async fn pool_on(url: &str, size: u32) -> Pool<RedisConnectionManager> {
 use parq_redis::redis;
 
 /// A pool on the test Redis.
-pub async fn pool() -> Pool<RedisConnectionManager> {
+pub async fn pool() -> RedisPool {
     pool_on(&redis_url(), 64).await
 }
 
@@ -49,7 +45,7 @@ pub fn prefix() -> String {
 }
 
 /// Deletes every key under `prefix` (what a test leaves behind).
-pub async fn cleanup(pool: &Pool<RedisConnectionManager>, prefix: &str) {
+pub async fn cleanup(pool: &RedisPool, prefix: &str) {
     let Ok(mut conn) = pool.get().await else { return };
     let pattern = format!("parq:{{{prefix}*");
     let mut cursor: u64 = 0;
