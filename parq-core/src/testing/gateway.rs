@@ -38,6 +38,10 @@ pub trait GatewayHarness: Send + Sync + Debug + 'static {
     /// A delivery, genuinely signed at `at`, of an event that the provider sends but ParQ does
     /// not act on.
     async fn foreign_delivery(&self, event_id: &str, at: Timestamp) -> (Vec<u8>, String);
+    /// Whether the provider refuses refunds beyond what is left of a capture after earlier
+    /// refunds. Stripe does; an emulator may not, and the gateway cannot check it without
+    /// breaking the replay of a refund under its key.
+    fn provider_limits_refund_totals(&self) -> bool;
 }
 
 type Harness = Arc<dyn GatewayHarness>;
@@ -93,6 +97,10 @@ impl GatewayHarness for TestGatewayHarness {
 
     async fn foreign_delivery(&self, event_id: &str, at: Timestamp) -> (Vec<u8>, String) {
         self.gateway.sign_foreign(event_id, at)
+    }
+
+    fn provider_limits_refund_totals(&self) -> bool {
+        true
     }
 }
 
@@ -175,9 +183,9 @@ pub async fn gateway_cancel_voids_an_uncaptured_intent(h: Harness) {
     let authorised = g.create_intent(&request(ReservationId::new(), 1, 500)).await.unwrap();
     h.pay(&authorised).await;
     assert_eq!(g.cancel(&authorised.id, "parq:a:cancel").await.unwrap().status, IntentStatus::Canceled);
+    assert_eq!(h.money(&authorised.id).await, (0, 0), "a void moves no money");
     refused(g.capture(&authorised.id, "parq:a:capture").await, "capturing a voided intent");
     assert_eq!(g.retrieve(&authorised.id).await.unwrap().status, IntentStatus::Canceled);
-    assert_eq!(h.money(&authorised.id).await, (0, 0), "a void moves no money");
     let done = captured(&h, 500).await;
     refused(g.cancel(&done.id, "parq:c:cancel").await, "cancelling a captured intent");
     assert_eq!(g.retrieve(&done.id).await.unwrap().status, IntentStatus::Succeeded);
@@ -216,7 +224,9 @@ pub async fn gateway_refund_only_what_was_captured(h: Harness) {
     assert!(matches!(e, Error::Invalid { field: "amount", .. }), "{e:?}");
     assert_eq!(h.money(&done.id).await, (500, 0), "refused refunds move nothing");
     g.refund(&done.id, eur(500), "parq:y:refund-all").await.expect("all of it");
-    refused(g.refund(&done.id, eur(1), "parq:y:refund-more-2").await, "refunding past everything");
+    if h.provider_limits_refund_totals() {
+        refused(g.refund(&done.id, eur(1), "parq:y:refund-more-2").await, "refunding past everything");
+    }
     assert_eq!(h.money(&done.id).await, (500, 500));
 }
 
