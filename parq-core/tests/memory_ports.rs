@@ -1,20 +1,27 @@
-//! The admission-lock and notifier conformance cases against the in-memory adapters.
+//! The admission-lock, notifier and payment-gateway conformance cases against the in-memory
+//! adapters.
 
 use std::sync::Arc;
 
 use parq_core::memory::{BroadcastNotifier, MemoryLock};
+use parq_core::testing::gateway::{GatewayHarness, TestGatewayHarness};
 use parq_core::{DynAdmissionLock, DynNotifier, SystemClock};
 
-mod lock {
+mod memory_lock {
     use super::*;
     parq_core::lock_conformance!(async {
         Arc::new(MemoryLock::new(Arc::new(SystemClock))) as Arc<DynAdmissionLock>
     });
 }
 
-mod notifier {
+mod broadcast_notifier {
     use super::*;
     parq_core::notifier_conformance!(async { Arc::new(BroadcastNotifier::default()) as Arc<DynNotifier> });
+}
+
+mod test_gateway {
+    use super::*;
+    parq_core::gateway_conformance!(async { Arc::new(TestGatewayHarness::new()) as Arc<dyn GatewayHarness> });
 }
 
 mod engine_with_lock {

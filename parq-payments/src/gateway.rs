@@ -197,7 +197,9 @@ impl PaymentGateway for StripeGateway {
             .send("capture", intent_id, &CapturePaymentIntent::new(intent_id), Some(idempotency_key))
             .await;
         match sent {
-            Ok(wire) => wire.into_intent("capture"),
+            // An answer that did not capture (an emulator may answer a voided intent so) is
+            // not a capture: money moved only when the intent says so.
+            Ok(wire) => settled(wire.into_intent("capture")?, IntentStatus::Succeeded, "capture"),
             // Refused because it is captured already (under another key): capturing is
             // idempotent for the engine.
             Err(e) if refused(&e) => self.settled_or(intent_id, IntentStatus::Succeeded, e).await,
@@ -209,7 +211,7 @@ impl PaymentGateway for StripeGateway {
         let sent: Result<WireIntent> =
             self.send("cancel", intent_id, &CancelPaymentIntent::new(intent_id), Some(idempotency_key)).await;
         match sent {
-            Ok(wire) => wire.into_intent("cancel"),
+            Ok(wire) => settled(wire.into_intent("cancel")?, IntentStatus::Canceled, "cancel"),
             // Refused because it is voided already: cancelling is idempotent for the engine.
             Err(e) if refused(&e) => self.settled_or(intent_id, IntentStatus::Canceled, e).await,
             Err(e) => Err(e),
@@ -220,8 +222,24 @@ impl PaymentGateway for StripeGateway {
         if amount.minor <= 0 {
             return Err(Error::invalid("amount", "a refund needs a positive amount"));
         }
-        // Stripe refunds in the charge's currency whatever is asked: check it first.
+        // Stripe refunds in the charge's currency whatever is asked, and an uncaptured intent
+        // is voided, not refunded: check both first.
         let intent = self.fetch(intent_id).await?;
+        if intent.status != IntentStatus::Succeeded {
+            return Err(Error::invalid(
+                "intent",
+                format!(
+                    "{intent_id} is {:?}: only captured money is refunded (cancel to void)",
+                    intent.status
+                ),
+            ));
+        }
+        if amount.minor > intent.amount.minor {
+            return Err(Error::invalid(
+                "amount",
+                format!("{amount} is more than {intent_id} captured ({})", intent.amount),
+            ));
+        }
         if intent.amount.currency != amount.currency {
             return Err(Error::invalid(
                 "amount",
@@ -282,6 +300,17 @@ struct WireRefund {
     id: String,
     amount: i64,
     currency: String,
+}
+
+/// The intent, when a capture or cancel left it in `wanted`; otherwise a refusal.
+fn settled(intent: PaymentIntent, wanted: IntentStatus, op: &str) -> Result<PaymentIntent> {
+    if intent.status == wanted {
+        return Ok(intent);
+    }
+    Err(Error::invalid(
+        "intent",
+        format!("{op} left {} in status {:?}, not {wanted:?}", intent.id, intent.status),
+    ))
 }
 
 /// Whether Stripe refused a request for the intent's state (not a transport failure, not a

@@ -19,15 +19,9 @@ pub const TOLERANCE_SECS: i64 = 300;
 /// The `field` of the [`Error::Invalid`] returned for a verified delivery that ParQ does not
 /// act on: an event type it does not handle, or a payment it did not create. A webhook
 /// endpoint answers these with a 2xx (Stripe would otherwise retry them for days) and ignores
-/// them; [`is_ignorable`] tests for it.
-pub const IGNORED_EVENT: &str = "event";
-
-/// Whether `err` (from [`parse_webhook`](parq_core::PaymentGateway::parse_webhook) or
-/// [`Engine::handle_webhook`](parq_core::Engine::handle_webhook)) means "verified, but not for
-/// ParQ": acknowledge with 2xx and do nothing. Bad signatures and payloads are not ignorable.
-pub fn is_ignorable(err: &Error) -> bool {
-    matches!(err, Error::Invalid { field, .. } if *field == IGNORED_EVENT)
-}
+/// them; [`is_ignorable`] tests for it. Both are the payment port's own
+/// ([`parq_core::ports::payment`]), so every gateway marks such deliveries alike.
+pub use parq_core::ports::payment::{IGNORED_EVENT, is_ignorable};
 
 /// The event types ParQ acts on, and what each becomes.
 pub const HANDLED_EVENTS: [&str; 5] = [

@@ -450,20 +450,8 @@ impl PgStore {
             .await?
             .ok_or_else(|| Error::not_found(format!("reservation {}", u.id)))?;
         let cur = rows::reservation(&row)?;
-        if cur.fence != u.fence {
-            return Err(Error::StaleFence { id: u.id, presented: u.fence, current: cur.fence });
-        }
-        let effective = cur.state_at(now);
-        if !u.expect.contains(effective) {
-            return Err(if cur.state.is_hold() && u.expect.contains(cur.state) {
-                Error::HoldExpired { id: u.id }
-            } else {
-                Error::InvalidTransition { id: u.id, from: effective, action: u.event.action() }
-            });
-        }
-        if !effective.can_become(u.to) {
-            return Err(Error::InvalidTransition { id: u.id, from: effective, action: u.event.action() });
-        }
+        // The row is current until commit (its spot is locked): the core decides.
+        let effective = u.check(cur.fence, cur.state, cur.hold_expires_at, now)?;
         let window = u.window.unwrap_or(cur.window);
         let moved = window != cur.window;
         let open_session: Option<i64> = match &u.session {
@@ -483,7 +471,7 @@ impl PgStore {
         };
         let range = check_window(&window)?;
         let mut out = Outbox::default();
-        if u.to.is_live() && (!effective.is_live() || moved) {
+        if u.needs_free_window(effective, moved) {
             let lapsed = self
                 .check_free(&tx, cur.spot.0, range, now_s, u.id.0)
                 .await?

@@ -1,5 +1,8 @@
-//! The conformance suite of parq-core, every case against PostgreSQL, each in its own schema.
+//! The store conformance suite of parq-core, every case against PostgreSQL, each in its own
+//! schema.
 
 mod common;
 
-parq_core::store_conformance!(common::make_store());
+mod pg_store {
+    parq_core::store_conformance!(super::common::make_store());
+}

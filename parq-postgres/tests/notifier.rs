@@ -2,4 +2,6 @@
 
 mod common;
 
-parq_core::notifier_conformance!(common::make_notifier());
+mod pg_notifier {
+    parq_core::notifier_conformance!(super::common::make_notifier());
+}

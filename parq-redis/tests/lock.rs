@@ -1,5 +1,7 @@
-//! `RedisLock` against a running Redis: the `AdmissionLock` contract, races, TTL expiry,
-//! rebuilds, and agreement with `MemoryLock`.
+//! `RedisLock` against a running Redis, beyond the `AdmissionLock` conformance suite (which
+//! `tests/conformance.rs` runs): its exact fence numbering, its clock (TTL expiry with a manual
+//! clock and with a real wait, Redis's own key expiry), agreement with `MemoryLock` step by
+//! step, and an unreachable Redis.
 
 mod common;
 

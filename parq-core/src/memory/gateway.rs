@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::money::Money;
 use crate::ports::payment::{
-    IntentRequest, IntentStatus, PaymentEvent, PaymentEventKind, PaymentGateway, PaymentIntent, Refund,
+    IGNORED_EVENT, IntentRequest, IntentStatus, PaymentEvent, PaymentEventKind, PaymentGateway,
+    PaymentIntent, Refund,
 };
 
 /// A gateway operation that a script can make fail.
@@ -70,8 +71,11 @@ pub struct TestGateway {
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     created: i64,
-    event: PaymentEvent,
+    event: serde_json::Value,
 }
+
+/// The event types of [`PaymentEventKind`], as they are tagged in a delivery.
+const EVENT_TYPES: [&str; 5] = ["authorized", "succeeded", "failed", "canceled", "refunded"];
 
 impl TestGateway {
     /// A gateway whose webhooks are signed with `secret`, with a 5-minute tolerance.
@@ -165,10 +169,27 @@ impl TestGateway {
     /// A webhook delivery of `event` as the provider would send it at `at`: the body and the
     /// signature header value.
     pub fn sign(&self, event: &PaymentEvent, at: Timestamp) -> (Vec<u8>, String) {
-        let body = serde_json::to_vec(&Envelope { created: at.as_second(), event: event.clone() })
-            .expect("events serialise");
-        let sig = hmac_hex(&self.secret, at.as_second(), &body);
-        (body, format!("t={},v1={sig}", at.as_second()))
+        let event = serde_json::to_value(event).expect("events serialise");
+        let body =
+            serde_json::to_vec(&Envelope { created: at.as_second(), event }).expect("events serialise");
+        let sig = self.signature(&body, at);
+        (body, sig)
+    }
+
+    /// A delivery of an event that the provider sends but ParQ does not act on (here, a
+    /// `customer_created` event), signed at `at`: [`parse_webhook`](PaymentGateway::parse_webhook)
+    /// answers it with an [ignorable](crate::ports::payment::is_ignorable) error.
+    pub fn sign_foreign(&self, id: &str, at: Timestamp) -> (Vec<u8>, String) {
+        let event = serde_json::json!({ "id": id, "type": "customer_created" });
+        let body =
+            serde_json::to_vec(&Envelope { created: at.as_second(), event }).expect("events serialise");
+        let sig = self.signature(&body, at);
+        (body, sig)
+    }
+
+    /// The signature header value for `payload` sent at `at`.
+    pub fn signature(&self, payload: &[u8], at: Timestamp) -> String {
+        format!("t={},v1={}", at.as_second(), hmac_hex(&self.secret, at.as_second(), payload))
     }
 
     fn keyed<F>(&self, key: &str, fingerprint: String, op: GatewayOp, f: F) -> Result<String>
@@ -325,6 +346,15 @@ impl PaymentGateway for TestGateway {
         }
         let env: Envelope =
             serde_json::from_slice(payload).map_err(|e| Error::invalid("payload", e.to_string()))?;
-        Ok(env.event)
+        match env.event.get("type").and_then(serde_json::Value::as_str) {
+            Some(kind) if !EVENT_TYPES.contains(&kind) => {
+                return Err(Error::invalid(
+                    IGNORED_EVENT,
+                    format!("event type {kind} is not one ParQ acts on"),
+                ));
+            }
+            _ => {}
+        }
+        serde_json::from_value(env.event).map_err(|e| Error::invalid("payload", e.to_string()))
     }
 }

@@ -99,9 +99,6 @@ impl Rec {
     fn live(&self, now: i64) -> bool {
         self.state.is_live() && !self.lapsed(now)
     }
-    fn state_at(&self, now: i64) -> ReservationState {
-        if self.lapsed(now) { ReservationState::Expired } else { self.state }
-    }
 }
 
 /// Records in fixed-size chunks: growing never copies them and wastes at most one chunk,
@@ -556,25 +553,11 @@ impl ReservationStore for MemoryStore {
         let mut s = lock(&shard);
         let slot = loc.slot;
         let r = &s.recs[slot as usize];
-        if r.fence != u.fence {
-            return Err(Error::StaleFence { id: u.id, presented: u.fence, current: r.fence });
-        }
-        let effective = r.state_at(now_n);
-        if !u.expect.contains(effective) {
-            return Err(if r.state.is_hold() && u.expect.contains(r.state) {
-                Error::HoldExpired { id: u.id }
-            } else {
-                Error::InvalidTransition { id: u.id, from: effective, action: u.event.action() }
-            });
-        }
-        if !effective.can_become(u.to) {
-            return Err(Error::InvalidTransition { id: u.id, from: effective, action: u.event.action() });
-        }
+        let effective = u.check(r.fence, r.state, stamp(r.deadline), now)?;
         let (old_start, old_end) = (r.start, r.end);
         let (start, end) = new_window.unwrap_or((old_start, old_end));
         let spot = r.spot;
         let was_indexed = r.state.is_live();
-        let was_live = effective.is_live();
         let moved = (start, end) != (old_start, old_end);
         if matches!(u.session, Some(SessionChange::Exit { .. }))
             && !s.sessions.get(&slot).is_some_and(|v| v.iter().any(|x| x.exited_at.is_none()))
@@ -583,7 +566,7 @@ impl ReservationStore for MemoryStore {
         }
         let mut events = Vec::new();
         let retention = self.retention;
-        if u.to.is_live() && (!was_live || moved) {
+        if u.needs_free_window(effective, moved) {
             let idx = s.spots.get(&spot).expect("a stored reservation's spot is indexed");
             let lapsed =
                 s.overlapping(idx, start, end, now_n, Some(slot)).map_err(|_| Error::spot_taken(spot))?;

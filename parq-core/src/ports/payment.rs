@@ -119,7 +119,10 @@ pub struct PaymentEvent {
 ///   [`NotFound`](crate::Error::NotFound).
 /// - [`parse_webhook`](Self::parse_webhook) verifies the signature and its timestamp tolerance
 ///   against `now` and fails with [`Invalid`](crate::Error::Invalid) (field `signature` or
-///   `payload`) on anything it cannot trust. It does not deduplicate; the engine does.
+///   `payload`) on anything it cannot trust. A genuine delivery that ParQ does not act on (an
+///   event type it does not handle, a payment it did not create) fails with field
+///   [`IGNORED_EVENT`], which [`is_ignorable`] recognises: the receiver acknowledges it and
+///   does nothing. It does not deduplicate; the engine does.
 #[async_trait]
 pub trait PaymentGateway: Send + Sync + Debug + 'static {
     /// The provider's name, used to scope webhook deduplication (`stripe`, `test`).
@@ -136,6 +139,18 @@ pub trait PaymentGateway: Send + Sync + Debug + 'static {
     async fn retrieve(&self, intent_id: &str) -> Result<PaymentIntent>;
     /// Verifies and parses a webhook delivery.
     fn parse_webhook(&self, payload: &[u8], signature: &str, now: Timestamp) -> Result<PaymentEvent>;
+}
+
+/// The `field` of the [`Invalid`](crate::Error::Invalid) error that
+/// [`PaymentGateway::parse_webhook`] returns for a genuine delivery that ParQ does not act on.
+pub const IGNORED_EVENT: &str = "event";
+
+/// Whether `err` (from [`PaymentGateway::parse_webhook`] or
+/// [`Engine::handle_webhook`](crate::Engine::handle_webhook)) means "verified, but not for
+/// ParQ": acknowledge the delivery and do nothing. Bad signatures and payloads are not
+/// ignorable.
+pub fn is_ignorable(err: &crate::Error) -> bool {
+    matches!(err, crate::Error::Invalid { field, .. } if *field == IGNORED_EVENT)
 }
 
 /// `dyn PaymentGateway`.

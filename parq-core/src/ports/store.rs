@@ -157,6 +157,50 @@ impl Update {
     }
 }
 
+impl Update {
+    /// The compare-and-set check of a conditional update, shared by every store: given what
+    /// the store holds for the reservation (its fence, its stored state and its hold deadline,
+    /// read under the store's lock or row lock) and `now`, returns the state the update moves
+    /// from (the state read at `now`: a lapsed hold reads as `expired`).
+    ///
+    /// # Errors
+    /// In this order: [`StaleFence`](crate::Error::StaleFence) when `fence` is not
+    /// [`Update::fence`]; [`HoldExpired`](crate::Error::HoldExpired) when the stored state was
+    /// an expected hold that lapsed; [`InvalidTransition`](crate::Error::InvalidTransition) when
+    /// the state read is not expected or the state machine forbids the move to [`Update::to`].
+    pub fn check(
+        &self,
+        fence: u64,
+        stored: ReservationState,
+        hold_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<ReservationState> {
+        if fence != self.fence {
+            return Err(crate::Error::StaleFence { id: self.id, presented: self.fence, current: fence });
+        }
+        let from =
+            if stored.is_hold() && hold_expires_at <= now { ReservationState::Expired } else { stored };
+        if !self.expect.contains(from) {
+            return Err(if stored.is_hold() && self.expect.contains(stored) {
+                crate::Error::HoldExpired { id: self.id }
+            } else {
+                crate::Error::InvalidTransition { id: self.id, from, action: self.event.action() }
+            });
+        }
+        if !from.can_become(self.to) {
+            return Err(crate::Error::InvalidTransition { id: self.id, from, action: self.event.action() });
+        }
+        Ok(from)
+    }
+
+    /// Whether the store must run the overlap check of a hold before writing this update
+    /// (excluding the reservation itself): the result is live, and the reservation either was
+    /// not live (as read at `now`, see [`check`](Self::check)) or moves to another window.
+    pub const fn needs_free_window(&self, from: ReservationState, moved: bool) -> bool {
+        self.to.is_live() && (!from.is_live() || moved)
+    }
+}
+
 /// The result of a write: the reservation as stored, and the events recorded with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {

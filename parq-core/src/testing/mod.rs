@@ -1,19 +1,35 @@
-//! The conformance suite every [`ReservationStore`](crate::ReservationStore) runs, and helpers
-//! for tests.
+//! The conformance suites every adapter runs, one per port, and helpers for tests.
 //!
-//! An adapter crate runs the whole suite with one line, giving an async expression that makes
-//! a fresh, empty store (a new schema, a new key prefix) for each test:
+//! An adapter crate runs its port's suite with one line, giving an async expression that makes
+//! a fresh, empty instance (a new schema, a new key prefix) for each test:
 //!
 //! ```text
 //! parq_core::store_conformance!(async { Arc::new(MemoryStore::new()) as Arc<DynReservationStore> });
+//! parq_core::lock_conformance!(async { Arc::new(MemoryLock::new(clock)) as Arc<DynAdmissionLock> });
+//! parq_core::notifier_conformance!(async { Arc::new(BroadcastNotifier::default()) as Arc<DynNotifier> });
+//! parq_core::gateway_conformance!(async { Arc::new(TestGatewayHarness::new()) as Arc<dyn GatewayHarness> });
 //! ```
 //!
-//! Each case becomes its own named `#[tokio::test]`, so a failure names the case. Cases choose
-//! their expectations by [`Capabilities`](crate::Capabilities), never by backend name.
+//! Each case becomes its own named `#[tokio::test]`, so the test output lists every case per
+//! adapter and a failure names the case. Cases choose their expectations by
+//! [`Capabilities`](crate::Capabilities), never by backend name. A store that is `shared` or
+//! `durable` gives the suite a [`StoreSubject`] with a way to open a second handle on the same
+//! data ([`StoreSubject::with_reopen`]); the cases that check those capabilities use it.
+//!
+//! Each port's cases are listed once, in a `__*_cases!` macro next to the `*_conformance!`
+//! macro that expands them; a unit test compares each list with the `pub async fn` items of the
+//! case module, so a case cannot be written and forgotten (and a listed case that does not
+//! exist does not compile).
 
 pub mod cases;
-pub mod ports;
+pub mod gateway;
+pub mod lock;
+pub mod notifier;
+pub mod store;
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -144,13 +160,106 @@ impl Fixture {
     }
 }
 
-/// Expands one `#[tokio::test]` per conformance case, each calling `$make` (an async expression
-/// that returns a fresh `Arc<DynReservationStore>`). The calling crate needs `tokio` with the
-/// `macros` and `rt-multi-thread` features among its dev-dependencies.
+/// A store under test, with what the capability-picked cases need besides it.
+///
+/// The store macro accepts an expression that yields either an `Arc<DynReservationStore>` or a
+/// `StoreSubject`; a store whose [`Capabilities`](crate::Capabilities) say `shared` or `durable`
+/// must give a subject [`with_reopen`](Self::with_reopen), or the cases of those capabilities
+/// fail.
+pub struct StoreSubject {
+    /// The store.
+    pub store: Arc<DynReservationStore>,
+    reopen: Option<Reopen>,
+}
+
+type Reopen = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Arc<DynReservationStore>> + Send>> + Send + Sync>;
+
+impl StoreSubject {
+    /// The store alone: no second handle.
+    pub fn new(store: Arc<DynReservationStore>) -> Self {
+        Self { store, reopen: None }
+    }
+
+    /// With `reopen`, which opens another handle on the same data, as another process or the
+    /// same one after a restart would (for PostgreSQL: a new pool on the same schema).
+    pub fn with_reopen<F, Fut>(mut self, reopen: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Arc<DynReservationStore>> + Send + 'static,
+    {
+        self.reopen = Some(Box::new(move || Box::pin(reopen())));
+        self
+    }
+
+    /// Another handle on the same data.
+    ///
+    /// # Panics
+    /// When the subject was made without [`with_reopen`](Self::with_reopen): a store that
+    /// declares `shared` or `durable` must give the suite a way to check it.
+    pub async fn reopen(&self) -> Arc<DynReservationStore> {
+        match &self.reopen {
+            Some(f) => f().await,
+            None => panic!(
+                "the store declares {:?} but its conformance subject has no second handle: \
+                 give the suite a StoreSubject::with_reopen",
+                self.store.capabilities()
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for StoreSubject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreSubject")
+            .field("store", &self.store)
+            .field("reopen", &self.reopen.is_some())
+            .finish()
+    }
+}
+
+impl From<Arc<DynReservationStore>> for StoreSubject {
+    fn from(store: Arc<DynReservationStore>) -> Self {
+        Self::new(store)
+    }
+}
+
+impl From<StoreSubject> for Arc<DynReservationStore> {
+    fn from(subject: StoreSubject) -> Self {
+        subject.store
+    }
+}
+
+/// Not part of the API: expands a list of cases, either as one `#[tokio::test]` each
+/// (`tests [module path] make;`), each calling the case with `make.await` converted with
+/// `Into`, or as the list of their names (`names [module path];`).
+#[doc(hidden)]
 #[macro_export]
-macro_rules! store_conformance {
-    ($make:expr) => {
-        $crate::store_conformance!(@cases $make;
+macro_rules! __conformance {
+    (tests $module:tt $make:expr; $($case:ident),* $(,)?) => {
+        $($crate::__conformance! { @test $module $make; $case })*
+    };
+    (names $module:tt; $($case:ident),* $(,)?) => {{
+        $(let _ = $crate::__conformance! { @path $module $case };)*
+        &[$(::core::stringify!($case)),*]
+    }};
+    (@test [$($module:tt)*] $make:expr; $case:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let subject = $make.await;
+            $($module)*::$case(::core::convert::Into::into(subject)).await;
+        }
+    };
+    (@path [$($module:tt)*] $case:ident) => {
+        $($module)*::$case
+    };
+}
+
+/// Not part of the API: the store cases that go through the engine ([`cases`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_engine_cases {
+    ($mode:ident $($make:expr)?) => {
+        $crate::__conformance! { $mode [$crate::testing::cases] $($make)?;
             catalog_round_trip,
             hold_named_spot,
             overlapping_windows_conflict,
@@ -174,15 +283,178 @@ macro_rules! store_conformance {
             availability_and_search,
             gate_sessions_count_a_scan_once,
             watch_resumes_from_a_sequence_number,
-        );
+        }
     };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let store = $make.await;
-                $crate::testing::cases::$case(store).await;
-            }
-        )*
+}
+
+/// Not part of the API: the store cases that call the port directly ([`store`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_port_cases {
+    ($mode:ident $($make:expr)?) => {
+        $crate::__conformance! { $mode [$crate::testing::store] $($make)?;
+            port_hold_inserts_with_a_fence_and_an_event,
+            port_hold_fence_follows_the_lock_fence,
+            port_hold_refuses_overlaps_half_open,
+            port_hold_picks_the_first_free_candidate,
+            port_hold_retires_lapsed_overlaps,
+            port_hold_checks_per_user_limits,
+            port_update_refuses_a_stale_fence,
+            port_update_refuses_a_wrong_state,
+            port_update_moves_through_the_state_machine,
+            port_update_checks_the_window_it_moves_to,
+            port_update_reinstates_only_when_free,
+            port_update_bump_fence_takes_the_spots_next_fence,
+            port_update_race_one_winner,
+            port_idempotency_claim_replays_and_mismatches,
+            port_idempotency_failed_request_records_nothing,
+            port_events_numbered_per_lot_with_the_write,
+            port_events_resume_by_capability,
+            port_sessions_open_and_close,
+            port_queries_for_the_sweeper,
+            port_shared_handles_see_one_another,
+            port_durable_writes_survive_a_reopen,
+        }
     };
+}
+
+/// Expands one `#[tokio::test]` per store conformance case (the engine-level ones of
+/// [`cases`] and the port-level ones of [`store`]), each calling `$make`: an async expression
+/// that returns a fresh store, as an `Arc<DynReservationStore>` or a [`StoreSubject`]. The
+/// calling crate needs `tokio` with the `macros` and `rt-multi-thread` features among its
+/// dev-dependencies.
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr) => {
+        $crate::__store_engine_cases!(tests $make);
+        $crate::__store_port_cases!(tests $make);
+    };
+}
+
+/// Not part of the API: the admission-lock cases ([`lock`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __lock_cases {
+    ($mode:ident $($make:expr)?) => {
+        $crate::__conformance! { $mode [$crate::testing::lock] $($make)?;
+            lock_claims_conflict_and_repeat,
+            lock_pooled_claims_take_the_first_free,
+            lock_retain_and_release_check_the_token,
+            lock_rebuild_replaces_claims_and_raises_fences,
+            lock_race_64_claimants_one_grant,
+        }
+    };
+}
+
+/// Expands one `#[tokio::test]` per admission-lock case, each calling `$make` (an async
+/// expression returning a fresh `Arc<DynAdmissionLock>` that reads the system clock).
+#[macro_export]
+macro_rules! lock_conformance {
+    ($make:expr) => {
+        $crate::__lock_cases!(tests $make);
+    };
+}
+
+/// Not part of the API: the notifier cases ([`notifier`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __notifier_cases {
+    ($mode:ident $($make:expr)?) => {
+        $crate::__conformance! { $mode [$crate::testing::notifier] $($make)?;
+            notifier_delivers_in_order_per_lot,
+            notifier_later_subscribers_see_later_events,
+            notifier_every_subscriber_gets_every_event,
+        }
+    };
+}
+
+/// Expands one `#[tokio::test]` per notifier case, each calling `$make` (an async expression
+/// returning a fresh `Arc<DynNotifier>`).
+#[macro_export]
+macro_rules! notifier_conformance {
+    ($make:expr) => {
+        $crate::__notifier_cases!(tests $make);
+    };
+}
+
+/// Not part of the API: the payment-gateway cases ([`gateway`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __gateway_cases {
+    ($mode:ident $($make:expr)?) => {
+        $crate::__conformance! { $mode [$crate::testing::gateway] $($make)?;
+            gateway_create_intent_is_idempotent_on_its_key,
+            gateway_payment_authorises_and_capture_moves_money_once,
+            gateway_cancel_voids_an_uncaptured_intent,
+            gateway_refund_returns_captured_money_once,
+            gateway_refund_only_what_was_captured,
+            gateway_unknown_intent_is_not_found,
+            gateway_webhook_verified_and_parsed,
+            gateway_webhook_refused_when_not_genuine,
+            gateway_webhook_foreign_events_are_ignorable,
+        }
+    };
+}
+
+/// Expands one `#[tokio::test]` per payment-gateway case, each calling `$make` (an async
+/// expression returning a fresh `Arc<dyn GatewayHarness>`: the gateway with a way to act as
+/// the driver and as the provider's webhook sender).
+#[macro_export]
+macro_rules! gateway_conformance {
+    ($make:expr) => {
+        $crate::__gateway_cases!(tests $make);
+    };
+}
+
+#[cfg(test)]
+mod lists {
+    //! Every case function of a module is in its port's list, once.
+
+    use std::collections::BTreeSet;
+
+    /// The names of the module's `pub async fn` items (cases are exactly those).
+    fn defined(source: &'static str) -> BTreeSet<&'static str> {
+        source
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub async fn "))
+            .map(|rest| rest.split(['(', '<']).next().unwrap_or_default().trim())
+            .collect()
+    }
+
+    fn listed(names: &[&'static str]) -> BTreeSet<&'static str> {
+        let set: BTreeSet<&'static str> = names.iter().copied().collect();
+        assert_eq!(set.len(), names.len(), "a case is listed twice: {names:?}");
+        set
+    }
+
+    #[test]
+    fn store_engine_cases_are_all_listed() {
+        assert_eq!(listed(crate::__store_engine_cases!(names)), defined(include_str!("cases.rs")));
+    }
+
+    #[test]
+    fn store_port_cases_are_all_listed() {
+        assert_eq!(listed(crate::__store_port_cases!(names)), defined(include_str!("store.rs")));
+    }
+
+    #[test]
+    fn lock_cases_are_all_listed() {
+        assert_eq!(listed(crate::__lock_cases!(names)), defined(include_str!("lock.rs")));
+    }
+
+    #[test]
+    fn notifier_cases_are_all_listed() {
+        assert_eq!(listed(crate::__notifier_cases!(names)), defined(include_str!("notifier.rs")));
+    }
+
+    #[test]
+    fn gateway_cases_are_all_listed() {
+        assert_eq!(listed(crate::__gateway_cases!(names)), defined(include_str!("gateway.rs")));
+    }
+
+    #[test]
+    fn the_reader_finds_cases() {
+        let src = "pub async fn a(x: u8) {}\n    pub async fn nested() {}\npub async fn b<T>(t: T) {}\nasync fn c() {}\n";
+        assert_eq!(defined(src), BTreeSet::from(["a", "b"]));
+    }
 }

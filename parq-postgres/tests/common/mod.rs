@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use parq_core::jiff::Timestamp;
+use parq_core::testing::StoreSubject;
 use parq_core::{
     Capabilities, DynReservationStore, Event, GateSession, GeoBox, HoldRequest, Lot, LotId, Operator,
     OperatorId, Reservation, ReservationId, ReservationStore, Result, Spot, UserId, Window, Written,
@@ -81,9 +82,21 @@ impl Drop for TestStore {
     }
 }
 
-/// What the conformance macro calls: a fresh store behind the core's trait object.
-pub async fn make_store() -> Arc<DynReservationStore> {
-    TestStore::new(16).await
+/// What the conformance macro calls: a fresh store behind the core's trait object, with a way
+/// to open a second store on the same schema (another replica, or this one restarted).
+pub async fn make_store() -> StoreSubject {
+    let store = TestStore::new(16).await;
+    let schema = store.schema().to_owned();
+    StoreSubject::new(store).with_reopen(move || {
+        let schema = schema.clone();
+        async move {
+            let pool = Pool::builder(Manager::new(config(&schema), NoTls))
+                .max_size(16)
+                .build()
+                .expect("a pool with a tokio runtime");
+            Arc::new(PgStore::new(pool, schema)) as Arc<DynReservationStore>
+        }
+    })
 }
 
 #[async_trait]
@@ -135,6 +148,9 @@ impl ReservationStore for TestStore {
     }
     async fn events(&self, lot: LotId, after: u64, limit: usize) -> Result<Vec<Event>> {
         self.store.events(lot, after, limit).await
+    }
+    async fn last_seq(&self, lot: LotId) -> Result<u64> {
+        self.store.last_seq(lot).await
     }
     async fn sessions(&self, id: ReservationId) -> Result<Vec<GateSession>> {
         self.store.sessions(id).await

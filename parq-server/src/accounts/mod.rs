@@ -9,6 +9,8 @@ mod memory;
 pub mod password;
 mod postgres;
 pub mod secret;
+#[doc(hidden)]
+pub mod testing;
 pub mod totp;
 
 use std::fmt::Debug;

@@ -1,0 +1,105 @@
+//! The account-store conformance suite against `MemoryAccounts`, and against `PgAccounts` in a
+//! new schema per case (with the server's migrations) on the PostgreSQL named by
+//! `PARQ_TEST_PG_URL`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use parq_core::{Result, UserId};
+use parq_postgres::deadpool_postgres::{Manager, Pool};
+use parq_postgres::tokio_postgres::{self, NoTls};
+use parq_server::accounts::{
+    Account, AccountStore, Accounts, ApiKeyRecord, MemoryAccounts, PgAccounts, SessionRecord, TotpEnrolment,
+};
+
+mod memory_accounts {
+    use super::*;
+    parq_server::account_conformance!(async { Arc::new(MemoryAccounts::new()) as Accounts });
+}
+
+mod pg_accounts {
+    parq_server::account_conformance!(super::make_pg_accounts());
+}
+
+fn pg_config() -> tokio_postgres::Config {
+    let url = std::env::var("PARQ_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    url.parse().unwrap_or_else(|e| panic!("PARQ_TEST_PG_URL={url} is not a PostgreSQL URL: {e}"))
+}
+
+/// `PgAccounts` in a schema of its own, dropped with the store.
+#[derive(Debug)]
+struct TestAccounts {
+    inner: PgAccounts,
+    pool: Pool,
+    schema: String,
+}
+
+async fn make_pg_accounts() -> Accounts {
+    let schema = format!("parq_t_{}", uuid::Uuid::new_v4().simple());
+    let pool = Pool::builder(Manager::new(pg_config(), NoTls)).max_size(16).build().expect("a pool");
+    parq_server::pg::migrate(&pool, &schema).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot migrate a schema on PostgreSQL ({e}); set PARQ_TEST_PG_URL to the URL of a running server"
+        )
+    });
+    Arc::new(TestAccounts { inner: PgAccounts::new(pool.clone(), &schema), pool, schema })
+}
+
+impl Drop for TestAccounts {
+    fn drop(&mut self) {
+        self.pool.close();
+        let schema = self.schema.clone();
+        // Drop runs inside (or after) the test's runtime, so the cleanup gets its own.
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                let Ok((client, conn)) = pg_config().connect(NoTls).await else { return };
+                tokio::spawn(conn);
+                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+            });
+        });
+        let _ = done.join();
+    }
+}
+
+#[async_trait]
+impl AccountStore for TestAccounts {
+    async fn create_user(&self, account: &Account) -> Result<bool> {
+        self.inner.create_user(account).await
+    }
+    async fn user(&self, id: UserId) -> Result<Option<Account>> {
+        self.inner.user(id).await
+    }
+    async fn user_by_email(&self, email: &str) -> Result<Option<Account>> {
+        self.inner.user_by_email(email).await
+    }
+    async fn set_mfa(&self, id: UserId, totp: Option<TotpEnrolment>, codes: Vec<String>) -> Result<()> {
+        self.inner.set_mfa(id, totp, codes).await
+    }
+    async fn accept_totp_step(&self, id: UserId, step: u64) -> Result<bool> {
+        self.inner.accept_totp_step(id, step).await
+    }
+    async fn use_recovery_code(&self, id: UserId, code_hash: &str) -> Result<bool> {
+        self.inner.use_recovery_code(id, code_hash).await
+    }
+    async fn put_session(&self, session: &SessionRecord) -> Result<()> {
+        self.inner.put_session(session).await
+    }
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>> {
+        self.inner.session(token_hash, now).await
+    }
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        self.inner.delete_session(token_hash).await
+    }
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.inner.put_api_key(key).await
+    }
+    async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        self.inner.api_key(key_hash).await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}
