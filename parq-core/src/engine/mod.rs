@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::catalog::{Lot, Operator, Spot};
 use crate::error::{Error, Result};
 use crate::ids::{LotId, ReservationId, SpotId, UserId};
-use crate::memory::{BroadcastNotifier, MemoryStore, TestGateway};
+use crate::memory::BroadcastNotifier;
 use crate::pass::{PassKeyring, ReentryPolicy, RevocationList};
 use crate::ports::lock::DynAdmissionLock;
 use crate::ports::notifier::DynNotifier;
@@ -72,11 +72,6 @@ impl EngineBuilder {
     /// Puts an admission lock in front of the store.
     pub fn lock(mut self, lock: Arc<DynAdmissionLock>) -> Self {
         self.lock = Some(lock);
-        self
-    }
-    /// The payment gateway (default: a [`TestGateway`]).
-    pub fn gateway(mut self, gateway: Arc<DynPaymentGateway>) -> Self {
-        self.gateway = gateway;
         self
     }
     /// The notifier (default: a [`BroadcastNotifier`]).
@@ -157,23 +152,33 @@ fn user_claim(
 }
 
 impl Engine {
-    /// An engine over `store`, with a [`TestGateway`], a [`BroadcastNotifier`], the
-    /// [`SystemClock`] and no admission lock until set.
-    pub fn builder(store: Arc<DynReservationStore>) -> EngineBuilder {
+    /// An engine over `store` that takes payments through `gateway`, with a
+    /// [`BroadcastNotifier`], the [`SystemClock`], no admission lock and a fresh pass key until
+    /// set.
+    ///
+    /// There is no default gateway: a deployment picks its provider (the Stripe gateway of
+    /// `parq-payments`), and tests and demos pick a [`TestGateway`](crate::memory::TestGateway)
+    /// with a webhook secret of their own.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use parq_core::Engine;
+    /// use parq_core::memory::{MemoryStore, TestGateway};
+    ///
+    /// let gateway = Arc::new(TestGateway::new(b"whsec_my_demo".to_vec()));
+    /// let engine = Engine::builder(Arc::new(MemoryStore::new()), gateway).build();
+    /// # let _ = engine;
+    /// ```
+    pub fn builder(store: Arc<DynReservationStore>, gateway: Arc<DynPaymentGateway>) -> EngineBuilder {
         EngineBuilder {
             store,
             lock: None,
-            gateway: Arc::new(TestGateway::new(b"parq-test-webhook-secret".to_vec())),
+            gateway,
             notifier: Arc::new(BroadcastNotifier::default()),
             clock: Arc::new(SystemClock),
             keyring: None,
             reentry: ReentryPolicy::NotAllowed,
         }
-    }
-
-    /// An engine entirely in memory, as the demo runs.
-    pub fn in_memory() -> Engine {
-        Self::builder(Arc::new(MemoryStore::new())).build()
     }
 
     /// The store.
