@@ -49,8 +49,10 @@ struct LotView {
     fetched: Timestamp,
 }
 
-/// Builds an [`Engine`] from its ports.
+/// Builds an [`Engine`] from its ports; made by [`Engine::builder`], which takes the two
+/// required ones (the store and the payment gateway).
 #[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct EngineBuilder {
     store: Arc<DynReservationStore>,
     lock: Option<Arc<DynAdmissionLock>>,
@@ -84,7 +86,10 @@ impl EngineBuilder {
         self.clock = clock;
         self
     }
-    /// The engine. Fails only when no keyring was given and no random key can be made.
+    /// The engine.
+    ///
+    /// # Panics
+    /// When no keyring was given and the operating system provides no randomness for one.
     pub fn build(self) -> Engine {
         let keyring = match self.keyring {
             Some(k) => k,
