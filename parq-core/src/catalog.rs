@@ -21,6 +21,30 @@ pub struct Operator {
     pub max_holds_per_user: Option<u32>,
 }
 
+impl Operator {
+    /// An operator called `name`, with a new id and no limit on holds per user.
+    ///
+    /// ```
+    /// let operator = parq_core::Operator::new("City Parking").max_holds_per_user(2);
+    /// assert_eq!(operator.max_holds_per_user, Some(2));
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { id: OperatorId::new(), name: name.into(), max_holds_per_user: None }
+    }
+
+    /// The same operator with the id `id` (a stable id kept elsewhere, say).
+    pub fn with_id(mut self, id: OperatorId) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Limits one user to `n` live holds across this operator's lots at once.
+    pub fn max_holds_per_user(mut self, n: u32) -> Self {
+        self.max_holds_per_user = Some(n);
+        self
+    }
+}
+
 /// A point on Earth in degrees (WGS 84).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GeoPoint {
@@ -122,6 +146,12 @@ pub struct Lot {
 }
 
 impl Lot {
+    /// A builder for a lot of `operator` called `name` at `location`, with defaults for
+    /// everything but the price; see [`LotBuilder`].
+    pub fn builder(operator: OperatorId, name: impl Into<String>, location: GeoPoint) -> LotBuilder {
+        LotBuilder::new(operator, name, location)
+    }
+
     /// The lot's time zone.
     pub fn tz(&self) -> Result<TimeZone> {
         TimeZone::get(&self.time_zone)
@@ -138,6 +168,9 @@ impl Lot {
         positive("granularity", self.granularity)?;
         positive("hold_ttl", self.hold_ttl)?;
         positive("max_stay", self.max_stay)?;
+        if self.max_stay < self.granularity {
+            return Err(Error::invalid("max_stay", "must be at least the granularity, or no window fits"));
+        }
         if self.grace.is_negative() {
             return Err(Error::invalid("grace", "must not be negative"));
         }
@@ -148,6 +181,9 @@ impl Lot {
         self.opening_hours.validate()?;
         if self.cancellation.late_refund_percent > 100 {
             return Err(Error::invalid("late_refund_percent", "must be at most 100"));
+        }
+        if self.cancellation.full_refund_before.is_negative() {
+            return Err(Error::invalid("full_refund_before", "must not be negative"));
         }
         Ok(())
     }
@@ -175,6 +211,184 @@ impl Lot {
             OpeningHours::Always => Ok(()),
             OpeningHours::Weekly { .. } => self.opening_hours.check(window, &self.tz()?),
         }
+    }
+}
+
+/// Builds a [`Lot`] with sensible defaults; made by [`Lot::builder`].
+///
+/// | setting | default |
+/// | --- | --- |
+/// | [`time_zone`](Self::time_zone) | `UTC` |
+/// | [`granularity`](Self::granularity) | 15 minutes |
+/// | [`hold_ttl`](Self::hold_ttl) | 10 minutes |
+/// | [`max_stay`](Self::max_stay) | 72 hours |
+/// | [`grace`](Self::grace) | 15 minutes |
+/// | [`max_holds_per_user`](Self::max_holds_per_user) | no limit |
+/// | [`cancellation`](Self::cancellation) | full refund until 2 hours before the start, half after, nothing once started |
+/// | [`opening_hours`](Self::opening_hours) | always open |
+/// | [`blackout`](Self::blackout) | none |
+///
+/// The price has no default: give [`hourly_rate`](Self::hourly_rate) (optionally with a
+/// [`daily_cap`](Self::daily_cap)) or a whole [`rates`](Self::rates) table.
+/// [`build`](Self::build) checks the lot as [`Engine::put_lot`](crate::Engine::put_lot) does.
+///
+/// ```
+/// use jiff::SignedDuration;
+/// use parq_core::{Currency, GeoPoint, Lot, Money, OperatorId};
+///
+/// let lot = Lot::builder(OperatorId::new(), "Central", GeoPoint::new(35.1725, 33.3617)?)
+///     .time_zone("Asia/Nicosia")
+///     .hourly_rate(Money::new(200, Currency::EUR))
+///     .daily_cap(Money::new(1500, Currency::EUR))
+///     .max_stay(SignedDuration::from_hours(24))
+///     .build()?;
+/// assert_eq!(lot.granularity, SignedDuration::from_mins(15));
+///
+/// let zero = Lot::builder(OperatorId::new(), "Nowhere", GeoPoint::new(0.0, 0.0)?)
+///     .hourly_rate(Money::new(100, Currency::EUR))
+///     .granularity(SignedDuration::ZERO)
+///     .build();
+/// assert!(matches!(zero, Err(parq_core::Error::Invalid { field: "granularity", .. })));
+/// # Ok::<(), parq_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct LotBuilder {
+    lot: Lot,
+    rates: Option<RateTable>,
+    daily_cap: Option<Money>,
+}
+
+impl LotBuilder {
+    fn new(operator: OperatorId, name: impl Into<String>, location: GeoPoint) -> Self {
+        let lot = Lot {
+            id: LotId::new(),
+            operator,
+            name: name.into(),
+            location,
+            time_zone: "UTC".into(),
+            granularity: SignedDuration::from_mins(15),
+            hold_ttl: SignedDuration::from_mins(10),
+            max_stay: SignedDuration::from_hours(72),
+            grace: SignedDuration::from_mins(15),
+            max_holds_per_user: None,
+            // Replaced in `build`.
+            rates: RateTable { currency: Currency::EUR, lines: Vec::new(), daily_cap: None },
+            cancellation: CancellationPolicy {
+                full_refund_before: SignedDuration::from_hours(2),
+                late_refund_percent: 50,
+            },
+            opening_hours: OpeningHours::Always,
+            blackouts: Vec::new(),
+        };
+        Self { lot, rates: None, daily_cap: None }
+    }
+
+    /// The lot's id (default: a new one).
+    pub fn id(mut self, id: LotId) -> Self {
+        self.lot.id = id;
+        self
+    }
+
+    /// The IANA time zone in which opening hours are read, e.g. `Asia/Nicosia`.
+    pub fn time_zone(mut self, time_zone: impl Into<String>) -> Self {
+        self.lot.time_zone = time_zone.into();
+        self
+    }
+
+    /// Windows start and end on multiples of this.
+    pub fn granularity(mut self, granularity: SignedDuration) -> Self {
+        self.lot.granularity = granularity;
+        self
+    }
+
+    /// How long an unpaid hold blocks its spot.
+    pub fn hold_ttl(mut self, hold_ttl: SignedDuration) -> Self {
+        self.lot.hold_ttl = hold_ttl;
+        self
+    }
+
+    /// The longest stay that may be booked.
+    pub fn max_stay(mut self, max_stay: SignedDuration) -> Self {
+        self.lot.max_stay = max_stay;
+        self
+    }
+
+    /// How early and late around its window a pass still opens the gate, and how late a
+    /// driver may arrive before counting as a no-show.
+    pub fn grace(mut self, grace: SignedDuration) -> Self {
+        self.lot.grace = grace;
+        self
+    }
+
+    /// Limits one user to `n` live holds in this lot at once.
+    pub fn max_holds_per_user(mut self, n: u32) -> Self {
+        self.lot.max_holds_per_user = Some(n);
+        self
+    }
+
+    /// Charges `per_hour` for every started hour of a stay (replacing any earlier rates).
+    pub fn hourly_rate(mut self, per_hour: Money) -> Self {
+        self.rates = Some(RateTable {
+            currency: per_hour.currency,
+            lines: vec![RateLine::Incrementing {
+                after_minutes: 0,
+                every_minutes: 60,
+                amount: per_hour.minor,
+                until_minutes: None,
+            }],
+            daily_cap: None,
+        });
+        self
+    }
+
+    /// A whole rate table (replacing any earlier rates).
+    pub fn rates(mut self, rates: RateTable) -> Self {
+        self.rates = Some(rates);
+        self
+    }
+
+    /// Caps what one 24-hour period of a stay costs; in the currency of the rates.
+    pub fn daily_cap(mut self, cap: Money) -> Self {
+        self.daily_cap = Some(cap);
+        self
+    }
+
+    /// What comes back when a driver cancels.
+    pub fn cancellation(mut self, cancellation: CancellationPolicy) -> Self {
+        self.lot.cancellation = cancellation;
+        self
+    }
+
+    /// When the lot is open.
+    pub fn opening_hours(mut self, opening_hours: OpeningHours) -> Self {
+        self.lot.opening_hours = opening_hours;
+        self
+    }
+
+    /// Adds a window in which nothing may be booked (works, an event).
+    pub fn blackout(mut self, window: Window) -> Self {
+        self.lot.blackouts.push(window);
+        self
+    }
+
+    /// The lot, after the checks of [`Lot::validate`]; [`Error::Invalid`] names the setting
+    /// that makes no sense (no rates, a zero granularity, an unknown time zone, …).
+    pub fn build(self) -> Result<Lot> {
+        let mut lot = self.lot;
+        lot.rates =
+            self.rates.ok_or_else(|| Error::invalid("rates", "give a price: hourly_rate(…) or rates(…)"))?;
+        if let Some(cap) = self.daily_cap {
+            if cap.currency != lot.rates.currency {
+                return Err(Error::invalid(
+                    "daily_cap",
+                    format!("must be in {}, the currency of the rates", lot.rates.currency),
+                ));
+            }
+            lot.rates.daily_cap = Some(cap.minor);
+        }
+        lot.validate()?;
+        Ok(lot)
     }
 }
 
@@ -215,6 +429,45 @@ pub struct Spot {
     pub label: String,
     /// What it offers.
     pub attributes: SpotAttributes,
+}
+
+impl Spot {
+    /// A standard-size spot labelled `label` in `lot`, with a new id, no EV charger and not
+    /// accessible; the setters below change that.
+    ///
+    /// ```
+    /// use parq_core::{LotId, Spot, SpotSize};
+    ///
+    /// let spot = Spot::new(LotId::new(), "B-12").ev(true).size(SpotSize::Large);
+    /// assert!(spot.attributes.ev && !spot.attributes.accessible);
+    /// ```
+    pub fn new(lot: LotId, label: impl Into<String>) -> Self {
+        Self { id: SpotId::new(), lot, label: label.into(), attributes: SpotAttributes::default() }
+    }
+
+    /// The same spot with the id `id`.
+    pub fn with_id(mut self, id: SpotId) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Whether it has an EV charger.
+    pub fn ev(mut self, ev: bool) -> Self {
+        self.attributes.ev = ev;
+        self
+    }
+
+    /// Whether it is accessible (wide, near the entrance).
+    pub fn accessible(mut self, accessible: bool) -> Self {
+        self.attributes.accessible = accessible;
+        self
+    }
+
+    /// Its size class.
+    pub fn size(mut self, size: SpotSize) -> Self {
+        self.attributes.size = size;
+        self
+    }
 }
 
 /// Which spots a pooled hold may take.
@@ -646,6 +899,126 @@ mod tests {
         assert_eq!(p.refund(paid, &w, at(10, 0)).minor, 1000);
         assert_eq!(p.refund(paid, &w, at(10, 1)).minor, 500);
         assert_eq!(p.refund(paid, &w, at(12, 0)).minor, 0, "nothing once the stay started");
+    }
+
+    fn builder() -> LotBuilder {
+        Lot::builder(OperatorId::new(), "Central", GeoPoint { lat: 35.17, lon: 33.36 })
+            .hourly_rate(Money::new(200, Currency::EUR))
+    }
+
+    fn invalid_field(r: Result<Lot>) -> &'static str {
+        match r {
+            Err(Error::Invalid { field, .. }) => field,
+            other => panic!("expected Error::Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lot_builder_defaults() {
+        let lot = builder().build().unwrap();
+        assert_eq!(lot.time_zone, "UTC");
+        assert_eq!(lot.granularity, SignedDuration::from_mins(15));
+        assert_eq!(lot.hold_ttl, SignedDuration::from_mins(10));
+        assert_eq!(lot.max_stay, SignedDuration::from_hours(72));
+        assert_eq!(lot.grace, SignedDuration::from_mins(15));
+        assert_eq!(lot.max_holds_per_user, None);
+        assert_eq!(lot.opening_hours, OpeningHours::Always);
+        assert!(lot.blackouts.is_empty());
+        assert_eq!(
+            lot.cancellation,
+            CancellationPolicy { full_refund_before: SignedDuration::from_hours(2), late_refund_percent: 50 }
+        );
+        assert_eq!(price(&lot.rates, (8, 0), (9, 0)), 200);
+        assert_eq!(price(&lot.rates, (8, 0), (10, 1)), 600, "a started hour counts");
+        assert_eq!(lot.rates.currency, Currency::EUR);
+    }
+
+    #[test]
+    fn lot_builder_setters_reach_the_lot() {
+        let id = LotId::new();
+        let blackout = Window::new(at(10, 0), at(12, 0)).unwrap();
+        let lot = builder()
+            .id(id)
+            .time_zone("Asia/Nicosia")
+            .granularity(SignedDuration::from_mins(30))
+            .hold_ttl(SignedDuration::from_mins(5))
+            .max_stay(SignedDuration::from_hours(4))
+            .grace(SignedDuration::ZERO)
+            .max_holds_per_user(1)
+            .daily_cap(Money::new(500, Currency::EUR))
+            .blackout(blackout)
+            .build()
+            .unwrap();
+        assert_eq!(lot.id, id);
+        assert_eq!(lot.tz().unwrap(), TimeZone::get("Asia/Nicosia").unwrap());
+        assert_eq!(lot.granularity, SignedDuration::from_mins(30));
+        assert_eq!(lot.hold_ttl, SignedDuration::from_mins(5));
+        assert_eq!(lot.max_stay, SignedDuration::from_hours(4));
+        assert_eq!(lot.grace, SignedDuration::ZERO);
+        assert_eq!(lot.max_holds_per_user, Some(1));
+        assert_eq!(lot.blackouts, vec![blackout]);
+        assert_eq!(price(&lot.rates, (0, 0), (4, 0)), 500, "capped");
+        let table = RateTable {
+            currency: Currency::USD,
+            lines: vec![RateLine::Flat { amount: 300 }],
+            daily_cap: None,
+        };
+        let lot = builder().rates(table.clone()).build().unwrap();
+        assert_eq!(lot.rates, table, "the last rates given win");
+    }
+
+    #[test]
+    fn lot_builder_refuses_settings_that_make_no_sense() {
+        let mins = SignedDuration::from_mins;
+        let no_rates = Lot::builder(OperatorId::new(), "Central", GeoPoint { lat: 35.17, lon: 33.36 });
+        assert_eq!(invalid_field(no_rates.build()), "rates");
+        assert_eq!(invalid_field(builder().granularity(SignedDuration::ZERO).build()), "granularity");
+        assert_eq!(invalid_field(builder().hold_ttl(mins(-1)).build()), "hold_ttl");
+        assert_eq!(invalid_field(builder().max_stay(SignedDuration::ZERO).build()), "max_stay");
+        assert_eq!(
+            invalid_field(builder().max_stay(mins(10)).build()),
+            "max_stay",
+            "shorter than the granularity"
+        );
+        assert_eq!(invalid_field(builder().grace(mins(-5)).build()), "grace");
+        assert_eq!(invalid_field(builder().time_zone("Mars/Olympus_Mons").build()), "time_zone");
+        assert_eq!(invalid_field(builder().hourly_rate(Money::new(-1, Currency::EUR)).build()), "rates");
+        assert_eq!(invalid_field(builder().daily_cap(Money::new(900, Currency::USD)).build()), "daily_cap");
+        assert_eq!(invalid_field(builder().daily_cap(Money::new(-1, Currency::EUR)).build()), "daily_cap");
+        let late =
+            |percent, before| CancellationPolicy { full_refund_before: before, late_refund_percent: percent };
+        assert_eq!(invalid_field(builder().cancellation(late(101, mins(0))).build()), "late_refund_percent");
+        assert_eq!(invalid_field(builder().cancellation(late(50, mins(-60))).build()), "full_refund_before");
+        let closed = OpeningHours::Weekly { intervals: vec![DayInterval { weekday: 8, open: 0, close: 60 }] };
+        assert_eq!(invalid_field(builder().opening_hours(closed).build()), "opening_hours");
+        let nowhere = Lot::builder(OperatorId::new(), "Nowhere", GeoPoint { lat: 95.0, lon: 0.0 })
+            .hourly_rate(Money::new(200, Currency::EUR));
+        assert_eq!(invalid_field(nowhere.build()), "lat");
+        let unnamed = Lot::builder(OperatorId::new(), " ", GeoPoint { lat: 0.0, lon: 0.0 })
+            .hourly_rate(Money::new(200, Currency::EUR));
+        assert_eq!(invalid_field(unnamed.build()), "name");
+    }
+
+    #[test]
+    fn spots_and_operators_have_defaults_and_setters() {
+        let lot = LotId::new();
+        let spot = Spot::new(lot, "B-12");
+        assert_eq!((spot.lot, spot.label.as_str()), (lot, "B-12"));
+        assert_eq!(
+            spot.attributes,
+            SpotAttributes { ev: false, accessible: false, size: SpotSize::Standard }
+        );
+        let id = SpotId::new();
+        let spot = spot.with_id(id).ev(true).accessible(true).size(SpotSize::Large);
+        assert_eq!(spot.id, id);
+        assert_eq!(spot.attributes, SpotAttributes { ev: true, accessible: true, size: SpotSize::Large });
+        assert_ne!(Spot::new(lot, "B-13").id, Spot::new(lot, "B-13").id, "each spot gets its own id");
+
+        let operator = Operator::new("City Parking");
+        assert_eq!((operator.name.as_str(), operator.max_holds_per_user), ("City Parking", None));
+        let id = OperatorId::new();
+        let operator = operator.with_id(id).max_holds_per_user(3);
+        assert_eq!((operator.id, operator.max_holds_per_user), (id, Some(3)));
     }
 
     #[test]

@@ -14,8 +14,8 @@ pub mod testing;
 pub mod time;
 
 pub use catalog::{
-    CancellationPolicy, DayInterval, GeoBox, GeoPoint, Lot, OpeningHours, Operator, RateLine, RateTable,
-    Spot, SpotAttributes, SpotFilter, SpotSize, Tier,
+    CancellationPolicy, DayInterval, GeoBox, GeoPoint, Lot, LotBuilder, OpeningHours, Operator, RateLine,
+    RateTable, Spot, SpotAttributes, SpotFilter, SpotSize, Tier,
 };
 pub use engine::{
     Availability, Cancellation, Checkout, Engine, EngineBuilder, Held, HoldSpec, LotMatch, Quote, SpotChoice,

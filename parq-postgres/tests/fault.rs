@@ -138,9 +138,8 @@ async fn notifier_reconnects_and_watch_misses_nothing() {
     let listener_app = format!("{}_listen", db.schema());
     let notifier = PgNotifier::connect(common::config(&listener_app), db.store.channel()).await.unwrap();
     let f = Fixture::new(db.clone() as Arc<DynReservationStore>).await;
-    let engine = Engine::builder(db.clone() as Arc<DynReservationStore>)
+    let engine = Engine::builder(db.clone() as Arc<DynReservationStore>, f.gateway.clone())
         .clock(f.clock.clone())
-        .gateway(f.gateway.clone())
         .notifier(Arc::new(notifier))
         .build();
     let mut watch = engine.watch(f.lot.id, 0).await.unwrap();

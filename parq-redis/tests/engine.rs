@@ -21,7 +21,7 @@ async fn fixture() -> Fixture {
 }
 
 fn engine_with(f: &Fixture, lock: RedisLock) -> Engine {
-    Engine::builder(f.store.clone())
+    Engine::builder(f.store.clone(), f.gateway.clone())
         .clock(f.clock.clone())
         .lock(Arc::new(lock.with_clock(f.clock.clone())))
         .build()
@@ -114,9 +114,14 @@ async fn events_cross_processes_and_watch_sees_them_all() {
         Arc::new(RedisNotifier::new(pool.clone(), client.clone(), &p, NotifierConfig::default()).unwrap());
     // Two "processes": each engine has its own notifier instance on the same Redis.
     let other = Arc::new(RedisNotifier::new(pool.clone(), client, &p, NotifierConfig::default()).unwrap());
-    let publisher =
-        Engine::builder(f.store.clone()).clock(f.clock.clone()).notifier(notifier.clone()).build();
-    let watcher = Engine::builder(f.store.clone()).clock(f.clock.clone()).notifier(other.clone()).build();
+    let publisher = Engine::builder(f.store.clone(), f.gateway.clone())
+        .clock(f.clock.clone())
+        .notifier(notifier.clone())
+        .build();
+    let watcher = Engine::builder(f.store.clone(), f.gateway.clone())
+        .clock(f.clock.clone())
+        .notifier(other.clone())
+        .build();
 
     let mut every_lot = other.subscribe(None).await.unwrap();
     let mut watch = watcher.watch(f.lot.id, 0).await.unwrap();

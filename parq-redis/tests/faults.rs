@@ -197,7 +197,7 @@ async fn through_faults(store: Arc<DynReservationStore>, outbox: Option<Arc<DynN
         Some(outbox) => Arc::new(MergedNotifier::new(vec![notifier, outbox])),
         None => notifier,
     };
-    let engine = Engine::builder(f.store.clone())
+    let engine = Engine::builder(f.store.clone(), f.gateway.clone())
         .clock(f.clock.clone())
         .lock(failover.clone())
         .notifier(notifier)

@@ -72,8 +72,7 @@ impl App {
         {
             return Err(ConfigError::Invalid { key: "store_schema".into(), message }.into());
         }
-        let mut builder =
-            Engine::builder(b.store.clone()).gateway(b.gateway.as_dyn()).notifier(b.notifier.clone());
+        let mut builder = Engine::builder(b.store.clone(), b.gateway.as_dyn()).notifier(b.notifier.clone());
         if let Some(lock) = &b.lock {
             builder = builder.lock(lock.clone());
         }

@@ -264,7 +264,7 @@ impl Core {
                 ));
             }
         };
-        let mut b = Engine::builder(store).gateway(gateway).notifier(notifier).clock(clock);
+        let mut b = Engine::builder(store, gateway).notifier(notifier).clock(clock);
         if let Some(l) = lock {
             b = b.lock(l);
         }

@@ -132,9 +132,8 @@ async fn scenario() -> Scenario {
     let gateway = Arc::new(TestGateway::new(b"whsec_gate_vectors".to_vec()));
     let issuer = PassKeyring::new(KeyId(1), seed(0x11));
     let store = Arc::new(MemoryStore::new()) as Arc<DynReservationStore>;
-    let engine = Engine::builder(store)
+    let engine = Engine::builder(store, gateway.clone())
         .clock(clock.clone())
-        .gateway(gateway.clone())
         .passes(issuer.clone(), ReentryPolicy::NotAllowed)
         .build();
     let operator =

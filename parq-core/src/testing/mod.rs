@@ -127,7 +127,7 @@ impl Fixture {
     ) -> Fixture {
         let clock = Arc::new(ManualClock::new(epoch()));
         let gateway = Arc::new(TestGateway::new(b"whsec_conformance".to_vec()));
-        let mut builder = Engine::builder(store.clone()).clock(clock.clone()).gateway(gateway.clone());
+        let mut builder = Engine::builder(store.clone(), gateway.clone()).clock(clock.clone());
         if let Some(lock) = lock(clock.clone()) {
             builder = builder.lock(lock);
         }

@@ -433,6 +433,6 @@ pub async fn delivery(ls: &LocalStripe, id: &str, kind: &str, intent: &str, t: i
 /// engine over the same store that uses `gateway`.
 pub async fn engine_with(gateway: StripeGateway) -> (Fixture, Engine) {
     let fx = Fixture::new(Arc::new(MemoryStore::new())).await;
-    let engine = Engine::builder(fx.store.clone()).clock(fx.clock.clone()).gateway(Arc::new(gateway)).build();
+    let engine = Engine::builder(fx.store.clone(), Arc::new(gateway)).clock(fx.clock.clone()).build();
     (fx, engine)
 }
