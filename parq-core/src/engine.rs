@@ -75,6 +75,7 @@ pub struct HoldSpec {
 
 /// A price for a lot and window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Quote {
     /// The lot.
     pub lot: LotId,
@@ -105,6 +106,7 @@ pub struct Cancellation {
 
 /// A spot and whether it is free for a window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct SpotStatus {
     /// The spot.
     pub spot: Spot,
@@ -114,6 +116,7 @@ pub struct SpotStatus {
 
 /// A lot's availability for a window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Availability {
     /// The lot.
     pub lot: LotId,
@@ -129,6 +132,7 @@ pub struct Availability {
 
 /// A lot found near a point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct LotMatch {
     /// The lot.
     pub lot: Lot,
