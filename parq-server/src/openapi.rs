@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::problem::CODES;
+use crate::problem::ProblemCode;
 
 fn r(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -92,7 +92,8 @@ struct Op {
 }
 
 fn status_desc(status: u16) -> String {
-    let titles: Vec<&str> = CODES.iter().filter(|(_, s, _)| *s == status).map(|(c, ..)| *c).collect();
+    let titles: Vec<&str> =
+        ProblemCode::ALL.iter().filter(|c| c.status().as_u16() == status).map(|c| c.as_str()).collect();
     if titles.is_empty() { "Error".into() } else { format!("Problem: {}", titles.join(", ")) }
 }
 
@@ -1002,7 +1003,7 @@ fn schemas() -> Value {
         "description": "RFC 9457 problem details. `type` is https://parq.dev/problems/<code>.",
         "properties": {
             "type": {"type": "string", "format": "uri"}, "title": {"type": "string"}, "status": {"type": "integer"},
-            "detail": {"type": "string"}, "code": {"type": "string", "enum": CODES.iter().map(|(c, ..)| *c).collect::<Vec<_>>()},
+            "detail": {"type": "string"}, "code": {"type": "string", "enum": ProblemCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>()},
             "field": {"type": "string"}, "reason": {"type": "string"}, "trace_id": {"type": "string"},
         },
     });
