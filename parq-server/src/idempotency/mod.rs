@@ -3,19 +3,26 @@
 //! is `422 idempotency_mismatch`, and a retry while the first is still running is
 //! `409 idempotency_in_progress`.
 //!
-//! On memory the responses are kept in this process. With the store on PostgreSQL they are
-//! kept in the `http_idempotency` table of the store's schema, keyed by (caller scope, key),
-//! with the request's fingerprint and the stored response, so a retry that reaches another
-//! replica, or comes after a restart, is answered the same way.
-//!
-//! Holds pass the key to the engine instead ([`KEYED_BY_THE_ENGINE`]): the store records it in
-//! the write that makes the hold, durably where the store is, so a retried hold returns the
-//! same reservation from any replica or after a restart, and the hot path keeps no second copy.
+//! Each route says in the router what it does with the key ([`Keys`]):
+//! - [`Keys::Recorded`] (unsafe methods, unless the route says otherwise): this module's layer
+//!   ([`record`]) keeps the response in an [`IdempotencyStore`]: in this process on memory
+//!   ([`MemoryRecords`]), or, with the store on PostgreSQL, in the `http_idempotency` table of the
+//!   store's schema ([`PgRecords`]), so a retry that reaches another replica, or comes after a
+//!   restart, is answered the same way.
+//! - [`Keys::Engine`] (holds): the handler gives the key to the engine, whose store records it in
+//!   the write that makes the hold, durably where the store is; the layer ([`pass_key`]) only
+//!   checks the key and passes it on, so the hot path keeps no second copy. A retry gets the
+//!   reservation the first request made, as it is now, with `Idempotent-Replayed: true`; the
+//!   same key with another request is `422 idempotency_mismatch`; a refused request records
+//!   nothing, so its retry is tried afresh.
+//! - [`Keys::EventId`] (payment webhooks): deduplicated by the event's own id; no key.
+//! - [`Keys::None`] (safe methods).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
 use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -24,125 +31,123 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::problem::Problem;
-use crate::state::AppState;
+use crate::backends::Backends;
+use crate::http::MAX_BODY;
+use crate::problem::{Problem, ProblemCode};
+use crate::state::Principal;
+
+mod memory;
+mod postgres;
+
+pub use memory::MemoryRecords;
+pub use postgres::PgRecords;
 
 /// The header.
 pub const HEADER: &str = "idempotency-key";
 /// Set on a replayed response.
 pub const REPLAYED: &str = "idempotent-replayed";
-/// How long responses are kept (at least; at most twice as long).
+/// How long responses are kept (at least).
 const TTL: Duration = Duration::from_secs(24 * 3600);
-/// The largest body an unsafe request may have.
-pub const MAX_BODY: usize = 256 * 1024;
+/// A first request that has run this long without finishing is presumed dead (its replica
+/// stopped, its task was cancelled), and a retry takes its place.
+const STALE: Duration = Duration::from_secs(60);
 
+/// What a route does with `Idempotency-Key`; the router marks each route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// A safe method: no key.
+    None,
+    /// Deduplicated by the request's own event id (payment webhooks): no key.
+    EventId,
+    /// A key is required, and [`record`] keeps the response for retries.
+    Recorded,
+    /// A key is required, and the handler gives it to the engine, which records it atomically
+    /// with the change it makes: [`pass_key`] only checks the key and passes it on.
+    Engine,
+}
+
+impl Keys {
+    /// What a route of `method` does unless it says otherwise: unsafe methods are recorded.
+    pub fn default_for(method: &Method) -> Self {
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE) {
+            Keys::None
+        } else {
+            Keys::Recorded
+        }
+    }
+
+    /// Whether the route needs an `Idempotency-Key`.
+    pub fn required(self) -> bool {
+        matches!(self, Keys::Recorded | Keys::Engine)
+    }
+}
+
+/// A request's digest: method, path and query, body.
+pub type Fingerprint = [u8; 32];
+
+/// Which record: the caller's scope and its key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordId {
+    /// The caller (see [`record`]).
+    pub scope: String,
+    /// The `Idempotency-Key`.
+    pub key: String,
+}
+
+/// A kept response.
 #[derive(Debug, Clone)]
-enum Entry {
-    InFlight { fingerprint: [u8; 32], since: Instant },
-    Done { fingerprint: [u8; 32], at: Instant, status: StatusCode, headers: HeaderMap, body: Bytes },
+pub struct Stored {
+    /// Its status.
+    pub status: StatusCode,
+    /// The headers a replay repeats.
+    pub headers: HeaderMap,
+    /// Its body.
+    pub body: Bytes,
 }
 
-type CacheKey = (String, String);
-
-/// Most entries in one generation of one shard; past it the generation turns early, so memory
-/// stays bounded under any load (a key is then kept for less than a day, and holds still have
-/// the store's own record of their key).
-const MAX_PER_GENERATION: usize = 500_000 / SHARDS;
-
-/// Independent parts of the cache, by the key's hash: each has its own lock, and when one
-/// grows (a rehash moves its entries) or drops a generation, only the requests that land on it
-/// wait, and only for a sixty-fourth of the work.
-const SHARDS: usize = 64;
-
-/// The kept responses, in shards of two generations each: entries are written to the current
-/// generation, read from both, and a generation is dropped whole when the next one turns (after
-/// the lock is released), so no request ever scans the cache.
+/// What a store says about a (scope, key) when a request arrives.
 #[derive(Debug)]
-pub struct IdempotencyCache {
-    shards: Box<[Mutex<Generations>]>,
-    hasher: std::hash::RandomState,
+pub enum Begin {
+    /// This request is the first (or takes the place of a dead or expired one): run it.
+    Run,
+    /// The same request has been answered: repeat the answer.
+    Replay(Stored),
+    /// The key was used with another request.
+    Mismatch,
+    /// The same request is still running.
+    InProgress,
 }
 
-impl Default for IdempotencyCache {
-    fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: std::hash::RandomState::new(),
-        }
+/// The port: where (scope, key) records are kept.
+#[async_trait]
+pub trait IdempotencyStore: Debug + Send + Sync {
+    /// Claims `id` for a request of `fingerprint`, or says what is already there.
+    async fn begin(&self, id: &RecordId, fingerprint: &Fingerprint) -> parq_core::Result<Begin>;
+    /// Keeps the response of the request that claimed `id`.
+    async fn complete(
+        &self,
+        id: &RecordId,
+        fingerprint: &Fingerprint,
+        response: Stored,
+    ) -> parq_core::Result<()>;
+    /// Gives `id` up without keeping anything (the request failed in a way a retry may fix).
+    async fn release(&self, id: &RecordId) -> parq_core::Result<()>;
+}
+
+/// The records the layer uses, shared by every route (the app adds them as an extension).
+pub type Records = Arc<dyn IdempotencyStore>;
+
+/// The records for these backends: where the store is on PostgreSQL, in its schema; else in
+/// this process.
+pub fn records(backends: &Backends) -> Records {
+    match &backends.postgres {
+        Some(pg) => Arc::new(PgRecords::new(pg.clone())),
+        None => Arc::new(MemoryRecords::default()),
     }
 }
 
-#[derive(Debug, Default)]
-struct Generations {
-    current: HashMap<CacheKey, Entry>,
-    previous: HashMap<CacheKey, Entry>,
-    since: Option<Instant>,
-}
-
-impl Generations {
-    fn get(&self, k: &CacheKey) -> Option<&Entry> {
-        self.current.get(k).or_else(|| self.previous.get(k))
-    }
-
-    /// Inserts; returns the generation that turned out, for the caller to drop unlocked.
-    #[must_use]
-    fn insert(&mut self, k: CacheKey, e: Entry, now: Instant) -> Option<HashMap<CacheKey, Entry>> {
-        let since = *self.since.get_or_insert(now);
-        let mut dropped = None;
-        if now.duration_since(since) >= TTL || self.current.len() >= MAX_PER_GENERATION {
-            dropped = Some(std::mem::replace(&mut self.previous, std::mem::take(&mut self.current)));
-            self.since = Some(now);
-        }
-        self.previous.remove(&k);
-        self.current.insert(k, e);
-        dropped
-    }
-
-    fn remove(&mut self, k: &CacheKey) {
-        self.current.remove(k);
-        self.previous.remove(k);
-    }
-}
-
-impl IdempotencyCache {
-    fn lock(&self, k: &CacheKey) -> std::sync::MutexGuard<'_, Generations> {
-        use std::hash::BuildHasher;
-        let i = (self.hasher.hash_one(k) as usize) % self.shards.len();
-        self.shards[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn insert(&self, k: CacheKey, e: Entry, now: Instant) {
-        let dropped = self.lock(&k).insert(k, e, now);
-        drop(dropped);
-    }
-
-    fn remove(&self, k: &CacheKey) {
-        self.lock(k).remove(k);
-    }
-}
-
-/// Whether a request must carry a key: unsafe methods, except payment webhooks (which are
-/// deduplicated by their event id).
-pub fn required(method: &Method, path: &str) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
-        && !path.starts_with("/api/v1/webhooks/")
-}
-
-/// Routes whose handler hands the key to the engine, whose store records it with the
-/// reservation in the same write (in memory, or in PostgreSQL's own transaction): they need no
-/// record here. A retry gets the reservation the first request made, as it is now, with
-/// `Idempotent-Replayed: true`; the same key with another request is `422
-/// idempotency_mismatch`; a refused request records nothing, so its retry is tried afresh.
-pub const KEYED_BY_THE_ENGINE: &[&str] = &["/api/v1/holds"];
-
-/// Whether the route gets this module's layer: it needs a key and its handler does not give
-/// the key to the engine.
-pub fn recorded_here(method: &Method, path: &str) -> bool {
-    required(method, path) && !KEYED_BY_THE_ENGINE.contains(&path)
-}
-
-/// The request's `Idempotency-Key`, for handlers that give it to the engine; refused as this
-/// module's layer refuses a missing or malformed key, before anything else is looked at.
+/// The request's `Idempotency-Key`, for handlers that give it to the engine; refused as the
+/// layers refuse a missing or malformed key, before anything else is looked at.
 #[derive(Debug, Clone)]
 pub struct Key(pub String);
 
@@ -150,7 +155,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Key {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Problem> {
-        parse_key(&parts.headers).map(Key)
+        match parts.extensions.get::<Key>() {
+            Some(k) => Ok(k.clone()),
+            None => parse_key(&parts.headers).map(Key),
+        }
     }
 }
 
@@ -158,7 +166,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Key {
 pub fn parse_key(headers: &HeaderMap) -> Result<String, Problem> {
     let Some(v) = headers.get(HEADER) else {
         return Err(Problem::new(
-            "idempotency_key_required",
+            ProblemCode::IdempotencyKeyRequired,
             "send an Idempotency-Key header (for example a random UUID) with every POST, PUT, PATCH and DELETE",
         ));
     };
@@ -170,19 +178,34 @@ pub fn parse_key(headers: &HeaderMap) -> Result<String, Problem> {
     Ok(s.to_owned())
 }
 
-/// The middleware.
-pub async fn layer(Extension(state): Extension<AppState>, req: Request, next: Next) -> Response {
+/// The layer of [`Keys::Engine`] routes: checks the key and hands it to the handler's [`Key`].
+pub async fn pass_key(mut req: Request, next: Next) -> Response {
+    match parse_key(req.headers()) {
+        Ok(k) => {
+            req.extensions_mut().insert(Key(k));
+            next.run(req).await
+        }
+        Err(p) => p.into_response(),
+    }
+}
+
+/// The layer of [`Keys::Recorded`] routes: runs the first request of a (caller, key), keeps its
+/// response in the [`Records`] extension, and answers retries from it.
+pub async fn record(Extension(records): Extension<Records>, req: Request, next: Next) -> Response {
     let key = match parse_key(req.headers()) {
         Ok(k) => k,
         Err(p) => return p.into_response(),
     };
-    let scope = caller_scope(&req);
+    let id = RecordId { scope: caller_scope(&req), key };
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return Problem::new("payload_too_large", format!("the body must be at most {MAX_BODY} bytes"))
-                .into_response();
+            return Problem::new(
+                ProblemCode::PayloadTooLarge,
+                format!("the body must be at most {MAX_BODY} bytes"),
+            )
+            .into_response();
         }
     };
     let mut h = Sha256::new();
@@ -191,57 +214,32 @@ pub async fn layer(Extension(state): Extension<AppState>, req: Request, next: Ne
     h.update(parts.uri.path_and_query().map_or("", |p| p.as_str()));
     h.update([0]);
     h.update(&bytes);
-    let fingerprint: [u8; 32] = h.finalize().into();
-    if let Some(pg) = &state.backends.postgres {
-        return shared::layer(pg, scope, key, fingerprint, parts, bytes, next).await;
+    let fingerprint: Fingerprint = h.finalize().into();
+    match records.begin(&id, &fingerprint).await {
+        Err(e) => return Problem::from(e).into_response(),
+        Ok(Begin::Mismatch) => return mismatch(&id.key),
+        Ok(Begin::InProgress) => return in_progress(),
+        Ok(Begin::Replay(stored)) => return replay(stored),
+        Ok(Begin::Run) => {}
     }
-    let id = (scope, key);
-    let now = Instant::now();
-    let dropped = {
-        let mut entries = state.idempotency.lock(&id);
-        match entries.get(&id) {
-            Some(Entry::Done { fingerprint: f, at, status, headers, body })
-                if now.duration_since(*at) < TTL =>
-            {
-                if *f != fingerprint {
-                    return mismatch(&id.1);
-                }
-                return replay(*status, headers, body.clone());
-            }
-            Some(Entry::InFlight { fingerprint: f, since })
-                if now.duration_since(*since) < Duration::from_secs(60) =>
-            {
-                if *f != fingerprint {
-                    return mismatch(&id.1);
-                }
-                return in_progress();
-            }
-            _ => {}
-        }
-        entries.insert(id.clone(), Entry::InFlight { fingerprint, since: now }, now)
-    };
-    drop(dropped);
     let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let status = resp.status();
     if !keep(status) {
-        state.idempotency.remove(&id);
+        if let Err(e) = records.release(&id).await {
+            tracing::warn!(error = %e, "could not release an idempotency record; it frees itself after a minute");
+        }
         return resp;
     }
     let (parts, body) = resp.into_parts();
-    let body = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(b) => b,
-        Err(_) => {
-            state.idempotency.remove(&id);
-            return Problem::new("internal", "the response could not be read").into_response();
-        }
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        let _ = records.release(&id).await;
+        return Problem::new(ProblemCode::Internal, "the response could not be read").into_response();
     };
-    let headers = kept_headers(&parts.headers);
-    let now = Instant::now();
-    state.idempotency.insert(
-        id,
-        Entry::Done { fingerprint, at: now, status, headers, body: body.clone() },
-        now,
-    );
+    let stored = Stored { status, headers: kept_headers(&parts.headers), body: body.clone() };
+    if let Err(e) = records.complete(&id, &fingerprint, stored).await {
+        // The change is made; only its replay is lost. Say so, and answer as done.
+        tracing::warn!(error = %e, "could not keep the response of an idempotent request");
+    }
     Response::from_parts(parts, Body::from(body))
 }
 
@@ -265,9 +263,9 @@ fn kept_headers(from: &HeaderMap) -> HeaderMap {
     headers
 }
 
-fn replay(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Response {
-    let mut resp = (status, body).into_response();
-    for (k, v) in headers {
+fn replay(stored: Stored) -> Response {
+    let mut resp = (stored.status, stored.body).into_response();
+    for (k, v) in &stored.headers {
         resp.headers_mut().insert(k, v.clone());
     }
     resp.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
@@ -276,7 +274,7 @@ fn replay(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Response {
 
 fn in_progress() -> Response {
     Problem::new(
-        "idempotency_in_progress",
+        ProblemCode::IdempotencyInProgress,
         "the first request with this Idempotency-Key is still running; retry shortly",
     )
     .retry_after(Duration::from_secs(1))
@@ -292,7 +290,7 @@ fn mismatch(key: &str) -> Response {
 /// Keys are scoped to the caller: the account or API key it authenticated as, else the
 /// credentials it sends (a request the handler will refuse), else its address.
 fn caller_scope(req: &Request) -> String {
-    if let Some(p) = req.extensions().get::<crate::state::Principal>() {
+    if let Some(p) = req.extensions().get::<Principal>() {
         return p.bucket();
     }
     let cred = req
@@ -302,209 +300,6 @@ fn caller_scope(req: &Request) -> String {
         .map(|v| v.as_bytes());
     match cred {
         Some(c) => format!("cred:{}", crate::accounts::secret::hex(&Sha256::digest(c))),
-        None => format!("ip:{}", crate::middleware::client_ip(req)),
-    }
-}
-
-/// The records in PostgreSQL, shared by every replica.
-mod shared {
-    use axum::body::{Body, Bytes};
-    use axum::extract::Request;
-    use axum::http::request::Parts;
-    use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-    use axum::middleware::Next;
-    use axum::response::{IntoResponse, Response};
-    use parq_core::Result;
-
-    use super::{in_progress, keep, kept_headers, mismatch, replay};
-    use crate::backends::Postgres;
-    use crate::pg::{db_error, ident};
-    use crate::problem::Problem;
-
-    /// What the table says about a (scope, key).
-    enum Begin {
-        /// This request is the first: run it.
-        Run,
-        Replay(StatusCode, HeaderMap, Bytes),
-        Mismatch,
-        InProgress,
-    }
-
-    /// A first request that has run this long without finishing is presumed dead (its replica
-    /// stopped), and a retry takes its place.
-    const STALE_SECS: i32 = 60;
-    /// How long responses are kept.
-    const TTL_SECS: i32 = 24 * 3600;
-
-    async fn begin(pg: &Postgres, scope: &str, key: &str, fp: &[u8]) -> Result<Begin> {
-        let q = ident(&pg.schema);
-        let c = pg.pool.get().await.map_err(db_error)?;
-        for _ in 0..3 {
-            let claimed = c
-                .query_opt(
-                    &format!(
-                        "INSERT INTO {q}.http_idempotency (scope, key, fingerprint, started_at) \
-                         VALUES ($1, $2, $3, now()) ON CONFLICT DO NOTHING RETURNING 1"
-                    ),
-                    &[&scope, &key, &fp],
-                )
-                .await
-                .map_err(db_error)?;
-            if claimed.is_some() {
-                return Ok(Begin::Run);
-            }
-            // Taken: replay it, or take over a dead or expired record.
-            let taken_over = c
-                .query_opt(
-                    &format!(
-                        "UPDATE {q}.http_idempotency \
-                         SET fingerprint = $3, started_at = now(), status = NULL, headers = NULL, \
-                             body = NULL, done_at = NULL \
-                         WHERE scope = $1 AND key = $2 AND \
-                               ((status IS NULL AND started_at < now() - make_interval(secs => $4)) \
-                                OR done_at < now() - make_interval(secs => $5)) \
-                         RETURNING 1"
-                    ),
-                    &[&scope, &key, &fp, &f64::from(STALE_SECS), &f64::from(TTL_SECS)],
-                )
-                .await
-                .map_err(db_error)?;
-            if taken_over.is_some() {
-                return Ok(Begin::Run);
-            }
-            let Some(row) = c
-                .query_opt(
-                    &format!(
-                        "SELECT fingerprint, status, headers::text, body FROM {q}.http_idempotency \
-                         WHERE scope = $1 AND key = $2"
-                    ),
-                    &[&scope, &key],
-                )
-                .await
-                .map_err(db_error)?
-            else {
-                continue; // Removed meanwhile (its request failed): claim it again.
-            };
-            let f: Vec<u8> = row.get(0);
-            if f != fp {
-                return Ok(Begin::Mismatch);
-            }
-            let Some(status) = row.get::<_, Option<i16>>(1) else {
-                return Ok(Begin::InProgress);
-            };
-            let status = u16::try_from(status)
-                .ok()
-                .and_then(|s| StatusCode::from_u16(s).ok())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut headers = HeaderMap::new();
-            let stored: Option<String> = row.get(2);
-            if let Some(obj) = stored
-                .and_then(|t| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&t).ok())
-            {
-                for (k, v) in obj {
-                    if let (Ok(k), Some(Ok(v))) =
-                        (HeaderName::try_from(k), v.as_str().map(HeaderValue::from_str))
-                    {
-                        headers.insert(k, v);
-                    }
-                }
-            }
-            let body: Option<Vec<u8>> = row.get(3);
-            return Ok(Begin::Replay(status, headers, Bytes::from(body.unwrap_or_default())));
-        }
-        Ok(Begin::InProgress)
-    }
-
-    async fn finish(
-        pg: &Postgres,
-        scope: &str,
-        key: &str,
-        done: Option<(StatusCode, &HeaderMap, &[u8])>,
-    ) -> Result<()> {
-        let q = ident(&pg.schema);
-        let c = pg.pool.get().await.map_err(db_error)?;
-        match done {
-            Some((status, headers, body)) => {
-                let h: serde_json::Map<String, serde_json::Value> = headers
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.into())))
-                    .collect();
-                let h = serde_json::Value::Object(h).to_string();
-                let status = i16::try_from(status.as_u16()).unwrap_or(500);
-                c.execute(
-                    &format!(
-                        "UPDATE {q}.http_idempotency SET status = $3, headers = $4::text::jsonb, body = $5, \
-                             done_at = now() WHERE scope = $1 AND key = $2"
-                    ),
-                    &[&scope, &key, &status, &h, &body],
-                )
-                .await
-                .map_err(db_error)?;
-                // Now and then, forget what is past keeping.
-                if body.len() % 64 == 0 && rand_bit() {
-                    c.execute(
-                        &format!(
-                            "DELETE FROM {q}.http_idempotency WHERE started_at < now() - make_interval(secs => $1)"
-                        ),
-                        &[&f64::from(2 * TTL_SECS)],
-                    )
-                    .await
-                    .map_err(db_error)?;
-                }
-            }
-            None => {
-                c.execute(
-                    &format!(
-                        "DELETE FROM {q}.http_idempotency WHERE scope = $1 AND key = $2 AND status IS NULL"
-                    ),
-                    &[&scope, &key],
-                )
-                .await
-                .map_err(db_error)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn rand_bit() -> bool {
-        let mut b = [0u8; 1];
-        getrandom::fill(&mut b).is_ok() && b[0] < 16
-    }
-
-    pub(super) async fn layer(
-        pg: &Postgres,
-        scope: String,
-        key: String,
-        fingerprint: [u8; 32],
-        parts: Parts,
-        bytes: Bytes,
-        next: Next,
-    ) -> Response {
-        match begin(pg, &scope, &key, &fingerprint).await {
-            Err(e) => return Problem::from(e).into_response(),
-            Ok(Begin::Mismatch) => return mismatch(&key),
-            Ok(Begin::InProgress) => return in_progress(),
-            Ok(Begin::Replay(status, headers, body)) => return replay(status, &headers, body),
-            Ok(Begin::Run) => {}
-        }
-        let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-        let status = resp.status();
-        if !keep(status) {
-            if let Err(e) = finish(pg, &scope, &key, None).await {
-                tracing::warn!(error = %e, "could not release an idempotency record; it frees itself after a minute");
-            }
-            return resp;
-        }
-        let (parts, body) = resp.into_parts();
-        let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
-            let _ = finish(pg, &scope, &key, None).await;
-            return Problem::new("internal", "the response could not be read").into_response();
-        };
-        let headers = kept_headers(&parts.headers);
-        if let Err(e) = finish(pg, &scope, &key, Some((status, &headers, &body))).await {
-            // The change is made; only its replay is lost. Say so, and answer as done.
-            tracing::warn!(error = %e, "could not keep the response of an idempotent request");
-        }
-        Response::from_parts(parts, Body::from(body))
+        None => format!("ip:{}", crate::http::client_ip(req)),
     }
 }
