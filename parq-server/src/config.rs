@@ -79,14 +79,17 @@ fn invalid(source: &str, e: config::ConfigError) -> ConfigError {
         }
     };
     match e {
-        config::ConfigError::Type { unexpected, expected, key: Some(key), origin } => ConfigError::Invalid {
-            key,
-            message: format!(
-                "{unexpected} is not {}{}",
-                what(expected),
-                origin.map(|o| format!(" (in {o})")).unwrap_or_default()
-            ),
-        },
+        config::ConfigError::Type { unexpected, expected, key: Some(key), origin } => {
+            let unexpected = unexpected.to_string();
+            // A number where a number is expected: one the field cannot hold.
+            let wrong = if unexpected.contains("integer") && expected.contains("integer") {
+                "is out of range".to_owned()
+            } else {
+                format!("is not {}", what(expected))
+            };
+            let origin = origin.map(|o| format!(" (in {o})")).unwrap_or_default();
+            ConfigError::Invalid { key, message: format!("{unexpected} {wrong}{origin}") }
+        }
         config::ConfigError::At { error, key: Some(key), .. } => {
             ConfigError::Invalid { key, message: error.to_string() }
         }
