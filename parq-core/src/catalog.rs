@@ -118,6 +118,7 @@ pub struct Lot {
     #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Duration, example = "PT15M"))]
     pub grace: SignedDuration,
     /// Live holds one user may have in this lot at once; `None` for no limit.
+    #[cfg_attr(feature = "utoipa", schema(format = "uint32"))]
     pub max_holds_per_user: Option<u32>,
     /// Prices.
     pub rates: RateTable,
@@ -297,13 +298,16 @@ pub enum RateLine {
     Incrementing {
         /// Minutes that this line does not charge at the start of each period.
         #[serde(default)]
+        #[cfg_attr(feature = "utoipa", schema(format = "uint32"))]
         after_minutes: u32,
         /// The increment length.
+        #[cfg_attr(feature = "utoipa", schema(format = "uint32"))]
         every_minutes: u32,
         /// The price of one started increment, in minor units.
         amount: i64,
         /// Minutes after which this line stops charging in a period.
         #[serde(default)]
+        #[cfg_attr(feature = "utoipa", schema(format = "uint32"))]
         until_minutes: Option<u32>,
     },
 }
@@ -313,6 +317,7 @@ pub enum RateLine {
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Tier {
     /// The longest stay this tier covers, in minutes; `None` for any length.
+    #[cfg_attr(feature = "utoipa", schema(format = "uint32"))]
     pub up_to_minutes: Option<u32>,
     /// The price in minor units.
     pub amount: i64,

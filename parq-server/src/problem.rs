@@ -214,8 +214,8 @@ pub struct Problem {
     pub retry_after: Option<Duration>,
 }
 
-/// The extension members a problem may carry, each only where it applies. Schema only: a
-/// problem keeps them in [`Problem::extensions`].
+/// The extension members a problem may carry, each only where it applies.
+// Schema only: a problem keeps them in `Problem::extensions`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct ProblemExtensions {
@@ -255,6 +255,32 @@ impl<'r> utoipa::ToResponse<'r> for Problem {
             .build();
         ("Problem", response.into())
     }
+}
+
+/// The documented answer of a problem of `status`: `application/problem+json`, described by
+/// the codes of that status, with `Retry-After` where a retry may succeed.
+pub fn response_for(status: StatusCode) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, ResponseBuilder};
+    let codes: Vec<&str> = ProblemCode::with_status(status).map(ProblemCode::as_str).collect();
+    let description =
+        if codes.is_empty() { "A problem".to_owned() } else { format!("Problem: {}", codes.join(", ")) };
+    let content =
+        ContentBuilder::new().schema(Some(Ref::from_schema_name(<Problem as ToSchema>::name()))).build();
+    let mut response = ResponseBuilder::new().description(description).content(PROBLEM_JSON, content);
+    let retry = ProblemCode::with_status(status).any(|c| {
+        matches!(c, ProblemCode::RateLimited | ProblemCode::Unavailable | ProblemCode::IdempotencyInProgress)
+    });
+    if retry {
+        let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1));
+        response = response.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(seconds)
+                .description(Some("Seconds to wait before trying again."))
+                .build(),
+        );
+    }
+    response.build()
 }
 
 /// The problems of a route that reads a JSON body (`ApiJson`): `400` (not JSON), `413` (too

@@ -297,7 +297,7 @@ pub async fn pass_svg(
     security(("bearer" = [])),
     params(("reservation_id" = ReservationId, Path, description = "The reservation.")),
     responses(
-        (status = OK, description = "PNG", body = [u8], content_type = "image/png"),
+        (status = OK, description = "PNG", body = String, content_type = "image/png"),
         (status = NOT_FOUND, response = Problem),
         (status = CONFLICT, response = Problem),
     )

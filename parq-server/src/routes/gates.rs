@@ -80,6 +80,7 @@ pub async fn scan(
 pub struct SinceQuery {
     /// The version the gate holds.
     #[serde(default)]
+    #[param(format = "uint64", minimum = 0)]
     since: u64,
 }
 

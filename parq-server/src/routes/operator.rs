@@ -83,6 +83,7 @@ pub struct LotBody {
     grace: SignedDuration,
     /// Live holds one user may have in the lot at once; none for no limit.
     #[serde(default)]
+    #[schema(format = "uint32")]
     max_holds_per_user: Option<u32>,
     /// The prices.
     rates: RateTable,
