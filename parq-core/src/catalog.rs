@@ -47,10 +47,13 @@ impl Operator {
 
 /// A point on Earth in degrees (WGS 84).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct GeoPoint {
     /// Latitude, −90 to 90.
+    #[cfg_attr(feature = "utoipa", schema(minimum = -90.0, maximum = 90.0))]
     pub lat: f64,
     /// Longitude, −180 to 180.
+    #[cfg_attr(feature = "utoipa", schema(minimum = -180.0, maximum = 180.0))]
     pub lon: f64,
 }
 
@@ -113,6 +116,7 @@ impl GeoBox {
 
 /// A car park or a street zone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Lot {
     /// The lot's id.
     pub id: LotId,
@@ -125,15 +129,20 @@ pub struct Lot {
     /// IANA time zone name, e.g. `Asia/Nicosia`; opening hours are in this zone.
     pub time_zone: String,
     /// Windows must start and end on multiples of this (from the Unix epoch), e.g. 15 minutes.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Duration, example = "PT15M"))]
     pub granularity: SignedDuration,
     /// How long an unpaid hold blocks the spot.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Duration, example = "PT15M"))]
     pub hold_ttl: SignedDuration,
     /// How long a stay may last at most.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Duration, example = "PT15M"))]
     pub max_stay: SignedDuration,
     /// How early before and late after its window a pass still opens the gate; also how late a
     /// driver may arrive before a confirmed reservation counts as a no-show.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Duration, example = "PT15M"))]
     pub grace: SignedDuration,
     /// Live holds one user may have in this lot at once; `None` for no limit.
+    #[cfg_attr(feature = "utoipa", schema(format = "uint32"))]
     pub max_holds_per_user: Option<u32>,
     /// Prices.
     pub rates: RateTable,
@@ -395,6 +404,7 @@ impl LotBuilder {
 /// Size class of a spot, ordered from smallest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum SpotSize {
     /// Motorcycles and scooters.
     Motorcycle,
@@ -409,6 +419,7 @@ pub enum SpotSize {
 
 /// What a spot offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct SpotAttributes {
     /// Has an EV charger.
     pub ev: bool,
@@ -420,6 +431,7 @@ pub struct SpotAttributes {
 
 /// One addressable place in a lot. A street zone of capacity N is N spots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Spot {
     /// The spot's id.
     pub id: SpotId,
@@ -472,6 +484,7 @@ impl Spot {
 
 /// Which spots a pooled hold may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct SpotFilter {
     /// Needs an EV charger.
     #[serde(default)]
@@ -493,8 +506,10 @@ impl SpotFilter {
 
 /// How much of the price comes back on cancellation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct CancellationPolicy {
     /// Cancelled at least this long before the window starts: full refund.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = Duration, example = "PT15M"))]
     pub full_refund_before: SignedDuration,
     /// Cancelled later, but before the start: this percentage back. After the start: nothing.
     pub late_refund_percent: u8,
@@ -518,6 +533,7 @@ impl CancellationPolicy {
 /// of the stay (tariffs restart every 24 hours) and capped per period by the daily cap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum RateLine {
     /// A fixed fee per period, e.g. an entry fee.
     Flat {
@@ -535,21 +551,26 @@ pub enum RateLine {
     Incrementing {
         /// Minutes that this line does not charge at the start of each period.
         #[serde(default)]
+        #[cfg_attr(feature = "utoipa", schema(format = "uint32"))]
         after_minutes: u32,
         /// The increment length.
+        #[cfg_attr(feature = "utoipa", schema(format = "uint32"))]
         every_minutes: u32,
         /// The price of one started increment, in minor units.
         amount: i64,
         /// Minutes after which this line stops charging in a period.
         #[serde(default)]
+        #[cfg_attr(feature = "utoipa", schema(format = "uint32"))]
         until_minutes: Option<u32>,
     },
 }
 
 /// One tier of [`RateLine::Tiered`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Tier {
     /// The longest stay this tier covers, in minutes; `None` for any length.
+    #[cfg_attr(feature = "utoipa", schema(format = "uint32"))]
     pub up_to_minutes: Option<u32>,
     /// The price in minor units.
     pub amount: i64,
@@ -557,6 +578,7 @@ pub struct Tier {
 
 /// A lot's prices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RateTable {
     /// The currency of every amount in the table.
     pub currency: Currency,
@@ -664,6 +686,7 @@ impl RateTable {
 /// Opening hours in the lot's local time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum OpeningHours {
     /// Open around the clock.
     #[default]
@@ -678,6 +701,7 @@ pub enum OpeningHours {
 /// An interval of one weekday, in minutes after local midnight: `[open, close)`, with `close`
 /// up to 1440 (midnight at the end of the day).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct DayInterval {
     /// Day of the week, Monday = 1 … Sunday = 7.
     pub weekday: u8,

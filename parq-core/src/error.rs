@@ -177,6 +177,47 @@ impl Error {
         matches!(self, Self::Conflict { .. })
     }
 
+    /// One error of each variant, for tests of code that must handle every variant (the
+    /// server's problem types, the bindings' exceptions): a variant added to [`Error`] does not
+    /// compile until it has an example here.
+    pub fn one_of_each() -> Vec<Error> {
+        let id = ReservationId::from_uuid(uuid::Uuid::nil());
+        let all = vec![
+            Self::spot_taken(SpotId::from_uuid(uuid::Uuid::nil())),
+            Self::not_found("lot 0"),
+            Self::InvalidTransition { id, from: ReservationState::Cancelled, action: "extend" },
+            Self::HoldExpired { id },
+            Self::StaleFence { id, presented: 1, current: 2 },
+            Self::LimitExceeded { limit: "maximum stay".into() },
+            Self::IdempotencyMismatch { key: "k".into() },
+            Self::PaymentDeclined { reason: "insufficient_funds".into() },
+            Self::unavailable("maintenance", None),
+            Self::invalid("window", "must be in the future"),
+            Self::ScanRefused { reason: crate::pass::Refusal::Expired },
+            Self::Forbidden { message: "not yours".into() },
+            Self::backend("store", "connection reset"),
+        ];
+        for e in &all {
+            // No wildcard: a new variant stops the build here until it is listed above.
+            match e {
+                Self::Conflict { .. }
+                | Self::NotFound { .. }
+                | Self::InvalidTransition { .. }
+                | Self::HoldExpired { .. }
+                | Self::StaleFence { .. }
+                | Self::LimitExceeded { .. }
+                | Self::IdempotencyMismatch { .. }
+                | Self::PaymentDeclined { .. }
+                | Self::Unavailable { .. }
+                | Self::Invalid { .. }
+                | Self::ScanRefused { .. }
+                | Self::Forbidden { .. }
+                | Self::Backend { .. } => {}
+            }
+        }
+        all
+    }
+
     /// A stable, machine-readable code for the variant (used for problem types and bindings).
     pub fn code(&self) -> &'static str {
         match self {
@@ -194,5 +235,17 @@ impl Error {
             Self::Forbidden { .. } => "forbidden",
             Self::Backend { .. } => "backend",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_of_each_has_every_code_once() {
+        let codes: Vec<&str> = Error::one_of_each().iter().map(Error::code).collect();
+        let unique: std::collections::BTreeSet<&str> = codes.iter().copied().collect();
+        assert_eq!(unique.len(), codes.len(), "a variant listed twice: {codes:?}");
     }
 }

@@ -65,8 +65,27 @@ impl<'de> Deserialize<'de> for Currency {
     }
 }
 
+// A code is read in either case and written in upper case: the schema accepts what the
+// deserialiser accepts.
+#[cfg(feature = "utoipa")]
+impl utoipa::PartialSchema for Currency {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[A-Za-z]{3}$"))
+            .description(Some("An ISO 4217 currency code, answered in upper case."))
+            .examples(["EUR"])
+            .into()
+    }
+}
+
+#[cfg(feature = "utoipa")]
+impl utoipa::ToSchema for Currency {}
+
 /// An amount in minor units (cents) of a currency.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Money {
     /// Minor units, e.g. cents. May be negative for differences.
     pub minor: i64,

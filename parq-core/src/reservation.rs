@@ -21,6 +21,7 @@ use crate::time::Window;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum ReservationState {
     /// The spot is held for the driver until the hold's deadline.
     Held = 0,

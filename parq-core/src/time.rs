@@ -13,8 +13,13 @@ use crate::error::{Error, Result};
 /// Two windows overlap when each starts before the other ends, so back-to-back bookings
 /// (`[9:00, 10:00)` and `[10:00, 11:00)`) do not conflict.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Window {
+    /// The first instant.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = DateTime))]
     start: Timestamp,
+    /// The first instant after the window; after `start`.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = DateTime))]
     end: Timestamp,
 }
 

@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
-mod migrate;
+pub mod migrate;
 mod notifier;
 mod rows;
 mod sql;
@@ -9,5 +9,7 @@ mod store;
 
 pub use deadpool_postgres;
 pub use deadpool_postgres::tokio_postgres;
+pub use error::{ErrorClass, PgError, classify, db_error};
 pub use notifier::PgNotifier;
+pub use sql::ident;
 pub use store::PgStore;

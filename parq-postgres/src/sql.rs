@@ -11,8 +11,8 @@ pub(crate) const RES_COLS: &str = "id, operator_id, lot_id, spot_id, user_id, lo
 pub(crate) const EVENT_COLS: &str =
     "lot_id, seq, at, kind, reservation_id, spot_id, user_id, lower(during), upper(during), state";
 
-/// Quotes an identifier for SQL.
-pub(crate) fn ident(name: &str) -> String {
+/// Quotes an identifier (a schema, a table) for SQL: `"name"`, with inner quotes doubled.
+pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -67,7 +67,7 @@ impl PgStore {
     /// each, recording them in `parq_migrations`. Safe to run from several replicas at once.
     pub async fn migrate(&self) -> Result<()> {
         let mut client = self.client().await?;
-        crate::migrate::run(&mut client, &self.inner.schema).await
+        crate::migrate::run(&mut client, &self.inner.schema, &crate::migrate::STORE).await.map(drop)
     }
 
     /// The schema holding the store's tables.

@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
 use parq_core::Engine;
 use parq_core::pass::{KeyId, KeySeed, PassKeyring, ReentryPolicy};
 use tokio::net::TcpListener;
@@ -18,41 +18,26 @@ use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::backends;
+pub use crate::backends::StartError;
 use crate::config::{Config, ConfigError};
 use crate::demo::{self, DemoInfo};
-use crate::idempotency::{self, IdempotencyCache};
+use crate::http::MAX_BODY;
+use crate::idempotency::{self, Records};
+use crate::live::{self, Hub};
 use crate::metrics::Metrics;
 use crate::middleware;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemCode};
 use crate::ratelimit::Limiter;
 use crate::routes;
 use crate::state::{AppState, Inner};
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The configuration is wrong.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The engine refused the demo data or a backend failed.
-    #[error("could not set up: {0}")]
-    Engine(#[from] parq_core::Error),
-    /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
+use crate::web::WebConfig;
 
 /// The application: state and router, not yet listening.
 #[derive(Clone)]
 pub struct App {
     state: AppState,
-    io: socketioxide::SocketIo,
+    records: Records,
+    hub: Hub,
     sockets: socketioxide::layer::SocketIoLayer,
 }
 
@@ -68,7 +53,7 @@ impl App {
     pub async fn new(config: Config) -> Result<App, StartError> {
         let b = backends::select(&config).await?;
         if let Some(pg) = &b.postgres
-            && let Some(message) = crate::pg::check_schema(&pg.pool, &pg.schema).await?
+            && let Some(message) = backends::postgres::check_schema(&pg.pool, &pg.schema).await?
         {
             return Err(ConfigError::Invalid { key: "store_schema".into(), message }.into());
         }
@@ -84,7 +69,7 @@ impl App {
             builder = builder.passes(PassKeyring::new(KeyId(1), seed), ReentryPolicy::NotAllowed);
         }
         let engine = builder.build();
-        let web = crate::web::WebConfig::load(&config)?;
+        let web = WebConfig::load(&config)?;
         let demo = if config.demo_enabled() {
             Some(
                 demo::load(&engine, &b.accounts, config.operator_key.clone(), config.gate_key.clone())
@@ -93,6 +78,7 @@ impl App {
         } else {
             None
         };
+        let records = idempotency::records(&b);
         let state = AppState(Arc::new(Inner {
             engine,
             accounts: b.accounts.clone(),
@@ -103,13 +89,12 @@ impl App {
             backends: b,
             config,
             metrics: Metrics::default(),
-            idempotency: IdempotencyCache::default(),
-            live: crate::live::Feeds::default(),
             web,
             demo,
+            openapi: crate::openapi::document(),
         }));
-        let (sockets, io) = crate::live::layer(&state);
-        Ok(App { state, io, sockets })
+        let (sockets, hub) = live::layer(&state);
+        Ok(App { state, records, hub, sockets })
     }
 
     /// The shared state.
@@ -131,13 +116,14 @@ impl App {
     pub fn router(&self) -> Router {
         let s = self.state.clone();
         routes::router()
-            .route("/assets/{*path}", axum::routing::get(crate::web::asset))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
+            // For the idempotency layer of the routes whose responses it records.
+            .layer(Extension(self.records.clone()))
             .layer(from_fn_with_state(s.clone(), middleware::authenticate))
             .layer(from_fn_with_state(s.clone(), middleware::observe))
             .layer(CatchPanicLayer::custom(on_panic))
-            .layer(DefaultBodyLimit::max(idempotency::MAX_BODY))
+            .layer(DefaultBodyLimit::max(MAX_BODY))
             // Outermost: `/socket.io/` is answered here; its connections are limited per
             // address and authenticated by the namespace's own middleware.
             .layer(self.sockets.clone())
@@ -150,7 +136,7 @@ async fn not_found(uri: Uri) -> Problem {
 }
 
 async fn method_not_allowed() -> Problem {
-    Problem::new("method_not_allowed", "this route does not take that method")
+    Problem::new(ProblemCode::MethodNotAllowed, "this route does not take that method")
 }
 
 fn on_panic(err: Box<dyn Any + Send + 'static>) -> Response {
@@ -160,7 +146,8 @@ fn on_panic(err: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| err.downcast_ref::<String>().cloned())
         .unwrap_or_default();
     tracing::error!(panic = %what, "a handler panicked");
-    Problem::new("internal", "the server failed on this request; it has been logged").into_response()
+    Problem::new(ProblemCode::Internal, "the server failed on this request; it has been logged")
+        .into_response()
 }
 
 /// A server running in the background.
@@ -235,7 +222,7 @@ pub async fn serve(app: App, listener: TcpListener) -> Result<Running, StartErro
     });
     let mut workers =
         backends::spawn_workers(&app.state.backends, &app.state.engine, &app.state.config, stopped.clone());
-    workers.push(tokio::spawn(crate::live::relay(app.state.clone(), app.io.clone(), stopped.clone())));
+    workers.push(tokio::spawn(live::relay(app.hub.clone(), stopped.clone())));
     let state = app.state.clone();
     let sweeper = tokio::spawn(async move {
         let every = Duration::from_secs(state.config.sweep_interval_secs);

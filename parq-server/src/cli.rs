@@ -112,7 +112,7 @@ pub fn main() -> ExitCode {
 async fn migrate(config: &Config) -> ExitCode {
     match crate::backends::migrate(config, |line| println!("{line}")).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(crate::app::StartError::Config(e)) => {
+        Err(crate::backends::StartError::Config(e)) => {
             eprintln!("parq: {e}");
             ExitCode::from(2)
         }

@@ -1,6 +1,7 @@
 //! Configuration: a TOML file (`--config`), then `PARQ_*` environment variables, then flags;
 //! each later source wins. Every secret can also be read from a file named by `<key>_file`
-//! (`PARQ_<KEY>_FILE`), so secrets need not sit in the environment.
+//! (`PARQ_<KEY>_FILE`), so secrets need not sit in the environment. The layers are merged and
+//! typed by the `config` crate; [`Config::from_toml_str`] reads a text alone.
 //!
 //! | key | default | what |
 //! | --- | --- | --- |
@@ -33,8 +34,8 @@
 
 use std::path::Path;
 
+use config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};
 use serde::{Deserialize, Serialize};
-use toml::{Table, Value};
 
 /// A configuration error, said so that an operator can fix it.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,36 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// A `config` crate error, said in the loader's terms: the key, and what is wrong with its value.
+fn invalid(source: &str, e: config::ConfigError) -> ConfigError {
+    let what = |expected: &str| {
+        if expected.contains("integer") {
+            "a whole number".to_owned()
+        } else if expected.contains("boolean") {
+            "true or false".to_owned()
+        } else {
+            expected.to_owned()
+        }
+    };
+    match e {
+        config::ConfigError::Type { unexpected, expected, key: Some(key), origin } => {
+            let unexpected = unexpected.to_string();
+            // A number where a number is expected: one the field cannot hold.
+            let wrong = if unexpected.contains("integer") && expected.contains("integer") {
+                "is out of range".to_owned()
+            } else {
+                format!("is not {}", what(expected))
+            };
+            let origin = origin.map(|o| format!(" (in {o})")).unwrap_or_default();
+            ConfigError::Invalid { key, message: format!("{unexpected} {wrong}{origin}") }
+        }
+        config::ConfigError::At { error, key: Some(key), .. } => {
+            ConfigError::Invalid { key, message: error.to_string() }
+        }
+        other => ConfigError::Invalid { key: source.to_owned(), message: other.to_string() },
+    }
 }
 
 /// The server's configuration. See the module docs for each key.
@@ -188,85 +219,145 @@ fn kind_of(key: &str) -> Option<Kind> {
     KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind)
 }
 
-fn typed(key: &str, kind: Kind, raw: &str) -> Result<Value, ConfigError> {
-    let bad = |m: &str| ConfigError::Invalid { key: key.to_owned(), message: format!("{raw:?} {m}") };
-    Ok(match kind {
-        Kind::Str | Kind::Secret => Value::String(raw.to_owned()),
-        Kind::Int => Value::Integer(raw.trim().parse::<i64>().map_err(|_| bad("is not a whole number"))?),
-        Kind::Bool => Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => true,
-            "0" | "false" | "no" | "off" => false,
-            _ => return Err(bad("is not true or false")),
-        }),
-    })
+/// The secret `key_file` names, when `key` is a secret's `<key>_file`.
+fn secret_of_file_key(key: &str) -> Option<&str> {
+    key.strip_suffix("_file").filter(|b| kind_of(b) == Some(Kind::Secret))
 }
 
-/// Sets `key` (or `<secret>_file`) in `table` from a raw string, as a layer above what is there.
-fn set(table: &mut Table, key: &str, raw: &str) -> Result<(), ConfigError> {
-    if let Some(base) = key.strip_suffix("_file").filter(|b| kind_of(b) == Some(Kind::Secret)) {
-        table.remove(base);
-        table.insert(key.to_owned(), Value::String(raw.to_owned()));
-        return Ok(());
+/// Whether `key` is one of ours: a key, or a secret's `<key>_file`.
+fn known(key: &str) -> bool {
+    kind_of(key).is_some() || secret_of_file_key(key).is_some()
+}
+
+/// A raw value from the environment or a flag: numbers and booleans may be padded.
+fn raw(key: &str, value: &str) -> String {
+    match kind_of(key) {
+        Some(Kind::Int | Kind::Bool) => value.trim().to_owned(),
+        _ => value.to_owned(),
     }
-    let kind = kind_of(key)
-        .ok_or_else(|| ConfigError::Invalid { key: key.to_owned(), message: "unknown key".into() })?;
-    if kind == Kind::Secret {
-        table.remove(&format!("{key}_file"));
+}
+
+/// One source's keys, as the `config` crate reads them.
+#[derive(Debug, Clone, Default)]
+struct Layer(Map<String, Value>);
+
+impl Source for Layer {
+    fn clone_into_box(&self) -> Box<dyn Source + Send + Sync> {
+        Box::new(self.clone())
     }
-    table.insert(key.to_owned(), typed(key, kind, raw)?);
-    Ok(())
+
+    fn collect(&self) -> Result<Map<String, Value>, config::ConfigError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// The configuration text of a file (or of a string), read.
+struct Text<'a> {
+    /// Where it comes from, for messages.
+    path: &'a str,
+    text: &'a str,
 }
 
 impl Config {
     /// Loads the layers: `file`, then the `PARQ_*` variables of `env`, then `flags`
-    /// (`(key, value)` pairs).
+    /// (`(key, value)` pairs). Secrets named by `<key>_file` are read from their files.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
         flags: &[(&str, String)],
     ) -> Result<Config, ConfigError> {
-        let mut table = match file {
-            None => Table::new(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-                text.parse::<Table>().map_err(|e| ConfigError::Toml {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?
-            }
+        let text = match file {
+            None => None,
+            Some(path) => Some((
+                path.display().to_string(),
+                std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?,
+            )),
         };
-        for (name, value) in env {
-            let Some(key) = name.strip_prefix("PARQ_") else { continue };
-            let key = key.to_ascii_lowercase();
-            let known = kind_of(&key).is_some()
-                || key.strip_suffix("_file").is_some_and(|b| kind_of(b) == Some(Kind::Secret));
-            // Other PARQ_ variables (the test suite's, for instance) are not ours.
-            if known {
-                set(&mut table, &key, &value)?;
-            }
+        let text = text.as_ref().map(|(path, text)| Text { path, text });
+        Self::layered(text, env, flags, |path| std::fs::read_to_string(path))
+    }
+
+    /// The configuration a TOML text gives, over the defaults, without reading anything else:
+    /// no environment, no flags, and no file (a secret's `<key>_file` is refused). The pure
+    /// entry point of the loader, for fuzzing and tests.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let text = Text { path: "the configuration text", text };
+        Self::layered(Some(text), std::iter::empty(), &[], |_| {
+            Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no files are read here"))
+        })
+    }
+
+    fn layered(
+        file: Option<Text<'_>>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[(&str, String)],
+        read: impl Fn(&str) -> std::io::Result<String>,
+    ) -> Result<Config, ConfigError> {
+        // The layers, lowest first.
+        let mut layers: Vec<Layer> = Vec::with_capacity(3);
+        let mut path = "configuration";
+        if let Some(f) = file {
+            path = f.path;
+            let table = File::from_str(f.text, FileFormat::Toml).collect().map_err(|e| match e {
+                config::ConfigError::FileParse { cause, .. } => {
+                    ConfigError::Toml { path: f.path.to_owned(), message: cause.to_string() }
+                }
+                other => ConfigError::Toml { path: f.path.to_owned(), message: other.to_string() },
+            })?;
+            layers.push(Layer(table));
         }
+        // Other PARQ_ variables (the test suite's, for instance) are not ours.
+        let vars: Map<String, String> = env
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let key = name.strip_prefix("PARQ_")?.to_ascii_lowercase();
+                known(&key).then(|| (name, raw(&key, &value)))
+            })
+            .collect();
+        let vars = Environment::with_prefix("PARQ").prefix_separator("_").source(Some(vars));
+        layers.push(Layer(vars.collect().map_err(|e| invalid("environment", e))?));
+        let origin = "the command line".to_owned();
+        let mut from_flags = Map::new();
         for (key, value) in flags {
-            set(&mut table, key, value)?;
-        }
-        // Secrets from files.
-        for (key, kind) in KEYS {
-            if *kind != Kind::Secret {
-                continue;
+            if !known(key) {
+                return Err(ConfigError::Invalid { key: (*key).to_owned(), message: "unknown key".into() });
             }
+            from_flags
+                .insert((*key).to_owned(), Value::new(Some(&origin), ValueKind::String(raw(key, value))));
+        }
+        layers.push(Layer(from_flags));
+
+        // A secret comes from the highest layer that names it or its file; a file is read only
+        // when it wins.
+        let mut secrets = Map::new();
+        for (key, _) in KEYS.iter().filter(|(_, kind)| *kind == Kind::Secret) {
             let file_key = format!("{key}_file");
-            if let Some(v) = table.remove(&file_key) {
-                let path = v.as_str().ok_or_else(|| ConfigError::Invalid {
+            let winner = layers.iter().rev().find(|l| l.0.contains_key(*key) || l.0.contains_key(&file_key));
+            if let Some(named) = winner.and_then(|l| l.0.get(&file_key)) {
+                let file = named.clone().into_string().map_err(|_| ConfigError::Invalid {
                     key: file_key.clone(),
                     message: "must be a path".into(),
                 })?;
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                table.insert((*key).to_owned(), Value::String(text.trim().to_owned()));
+                let text = read(&file).map_err(|source| ConfigError::Read { path: file.clone(), source })?;
+                let origin = file.clone();
+                secrets.insert(
+                    (*key).to_owned(),
+                    Value::new(Some(&origin), ValueKind::String(text.trim().into())),
+                );
+            }
+            for l in &mut layers {
+                l.0.remove(&file_key);
             }
         }
-        let config = Config::deserialize(Value::Table(table))
-            .map_err(|e| ConfigError::Invalid { key: "file".into(), message: e.to_string() })?;
+        layers.push(Layer(secrets));
+
+        let merged = layers
+            .into_iter()
+            .fold(config::Config::builder(), |b, layer| b.add_source(layer))
+            .build()
+            .map_err(|e| invalid(path, e))?;
+        let config: Config = merged.try_deserialize().map_err(|e| invalid(path, e))?;
         config.validate()?;
         Ok(config)
     }
@@ -357,6 +448,62 @@ mod tests {
         assert!(err.to_string().contains("rate_ip"), "{err}");
         std::fs::write(&file, "nonsense = 1\n").unwrap();
         assert!(Config::load(Some(&file), env(&[]), &[]).is_err(), "unknown keys are refused");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_text_alone_is_typed_checked_and_refuses_files() {
+        let c = Config::from_toml_str("rate_ip = 7\ndemo = false\nstore_schema = \"city\"\n").unwrap();
+        assert_eq!((c.rate_ip, c.demo, c.store_schema.as_str()), (7, Some(false), "city"));
+        assert_eq!(Config::from_toml_str("").unwrap(), Config::default());
+        for (text, says) in [
+            ("nonsense = 1", "nonsense"),
+            ("rate_ip = \"lots\"", "rate_ip"),
+            ("rate_ip = 0", "rate_ip"),
+            ("bind = [", "not valid TOML"),
+            ("[bind]\nx = 1", "bind"),
+            ("webhook_secret_file = \"/etc/hostname\"", "no files are read here"),
+            ("log_format = \"xml\"", "log_format"),
+        ] {
+            let e = Config::from_toml_str(text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn env_words_and_padding_and_the_later_layer_of_a_secret_wins() {
+        let dir = std::env::temp_dir().join(format!("parq-config-layers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "from-file\n").unwrap();
+        let path = secret.to_str().unwrap().to_owned();
+        let c = Config::load(
+            None,
+            env(&[("PARQ_DEMO", " yes "), ("PARQ_RATE_KEY", " 9 "), ("PARQ_STRIPE_SEND_DESCRIPTION", "off")]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!((c.demo, c.rate_key, c.stripe_send_description), (Some(true), 9, false));
+        // The flag names the value: the file the environment names is not read.
+        let c = Config::load(
+            None,
+            env(&[("PARQ_WEBHOOK_SECRET_FILE", "/nonexistent/secret")]),
+            &[("webhook_secret", "from-flag".into())],
+        )
+        .unwrap();
+        assert_eq!(c.webhook_secret.as_deref(), Some("from-flag"));
+        // The flag names the file: it wins over the environment's value.
+        let c = Config::load(
+            None,
+            env(&[("PARQ_WEBHOOK_SECRET", "from-env")]),
+            &[("webhook_secret_file", path.clone())],
+        )
+        .unwrap();
+        assert_eq!(c.webhook_secret.as_deref(), Some("from-file"));
+        let e = Config::load(None, env(&[("PARQ_DEMO", "maybe")]), &[]).unwrap_err().to_string();
+        assert!(e.contains("demo") && e.contains("true or false"), "{e}");
+        let e = Config::load(None, env(&[]), &[("nonsense", "1".into())]).unwrap_err().to_string();
+        assert!(e.contains("nonsense"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -8,7 +8,7 @@ use parq_core::{OperatorId, UserId};
 use serde::de::DeserializeOwned;
 
 use crate::accounts::Role;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemCode};
 use crate::state::Principal;
 
 /// A JSON body.
@@ -30,19 +30,19 @@ fn json_problem(r: JsonRejection) -> Problem {
     match r {
         JsonRejection::JsonDataError(e) => {
             // serde_path_to_error's text names the field: "lot_id: invalid type …".
-            Problem::new("invalid", format!("the JSON body does not match: {}", e.body_text()))
+            Problem::new(ProblemCode::Invalid, format!("the JSON body does not match: {}", e.body_text()))
                 .with("field", "body")
         }
         JsonRejection::JsonSyntaxError(e) => {
             Problem::bad_request(format!("the body is not valid JSON: {}", e.body_text()))
         }
         JsonRejection::MissingJsonContentType(_) => {
-            Problem::new("unsupported_media_type", "send the body as Content-Type: application/json")
+            Problem::new(ProblemCode::UnsupportedMediaType, "send the body as Content-Type: application/json")
         }
         JsonRejection::BytesRejection(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
             Problem::new(
-                "payload_too_large",
-                format!("the body must be at most {} bytes", crate::idempotency::MAX_BODY),
+                ProblemCode::PayloadTooLarge,
+                format!("the body must be at most {} bytes", crate::http::MAX_BODY),
             )
         }
         other => Problem::bad_request(format!("the body could not be read: {}", other.body_text())),

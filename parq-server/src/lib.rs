@@ -4,24 +4,32 @@
 // size does not matter and boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
+// The modules in layers, from the bottom up: each imports only modules of the layers below it
+// (`tests/layers.rs` holds them to that).
+//
+// Configuration, domain ports and the HTTP basics.
 pub mod accounts;
-pub mod app;
-pub mod backends;
-pub mod cli;
 pub mod config;
+pub mod http;
+pub mod problem;
+// Parts with no request in sight.
 pub mod demo;
+pub mod metrics;
+pub mod ratelimit;
+pub mod web;
+// The adapters the configuration names, and the state every handler shares.
+pub mod backends;
+pub mod state;
+// What runs around and inside handlers.
 pub mod extract;
 pub mod idempotency;
 pub mod live;
-pub mod metrics;
 pub mod middleware;
+// The routes, their document, the app that serves them, the command line.
+pub mod app;
+pub mod cli;
 pub mod openapi;
-pub mod pg;
-pub mod problem;
-pub mod ratelimit;
 pub mod routes;
-pub mod state;
-pub mod web;
 
 pub use app::{App, Running, StartError, serve, start};
 pub use config::{Config, ConfigError};

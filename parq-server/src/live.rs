@@ -55,9 +55,23 @@ const MAX_LOTS_PER_SOCKET: usize = 64;
 /// Events read from the store per page.
 const PAGE: usize = 512;
 
+/// What the socket handlers and the relay share: the app's state, and the feeds.
+#[derive(Debug, Clone)]
+struct Ctx {
+    state: AppState,
+    feeds: Arc<Feeds>,
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.state
+    }
+}
+
 /// Per-lot emission state, shared by the relay and `subscribe`.
 #[derive(Debug, Default)]
-pub struct Feeds {
+struct Feeds {
     lots: Mutex<HashMap<LotId, Arc<tokio::sync::Mutex<Feed>>>>,
 }
 
@@ -152,8 +166,16 @@ impl<'a> From<&'a Event> for LotEvent<'a> {
     }
 }
 
+/// The live side of a running app: the sockets and the feeds the relay fills.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    io: SocketIo,
+    ctx: Ctx,
+}
+
 /// Builds the Socket.IO layer and registers the namespace.
-pub fn layer(state: &AppState) -> (SocketIoLayer, SocketIo) {
+pub fn layer(state: &AppState) -> (SocketIoLayer, Hub) {
+    let state = &Ctx { state: state.clone(), feeds: Arc::default() };
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SOCKET_BUFFER)
         .ping_interval(Duration::from_secs(20))
@@ -183,7 +205,7 @@ pub fn layer(state: &AppState) -> (SocketIoLayer, SocketIo) {
         }
     };
     io.ns("/", on_connect.with(admit));
-    (layer, io)
+    (layer, Hub { io, ctx: state.clone() })
 }
 
 /// Why a connection was refused.
@@ -201,7 +223,7 @@ impl std::fmt::Display for Refused {
 struct Driver(UserId);
 
 /// Connect middleware: the per-address rate limit, then the token when one is given.
-async fn admit(state: &AppState, s: &SocketRef, auth: Option<serde_json::Value>) -> Result<(), Refused> {
+async fn admit(state: &Ctx, s: &SocketRef, auth: Option<serde_json::Value>) -> Result<(), Refused> {
     let ip = s
         .req_parts()
         .extensions
@@ -229,7 +251,7 @@ async fn admit(state: &AppState, s: &SocketRef, auth: Option<serde_json::Value>)
     }
 }
 
-fn connected(state: AppState, s: SocketRef) {
+fn connected(state: Ctx, s: SocketRef) {
     state.metrics.socket_connected();
     s.on_disconnect(move || {
         let state = state.clone();
@@ -238,7 +260,7 @@ fn connected(state: AppState, s: SocketRef) {
 }
 
 /// The driver's room and the event handlers of an admitted socket.
-fn register(state: &AppState, s: &SocketRef) {
+fn register(state: &Ctx, s: &SocketRef) {
     if let Some(Driver(user)) = s.extensions.get::<Driver>() {
         s.join(user_room(user));
     }
@@ -310,12 +332,7 @@ impl<'a> From<&'a Problem> for Refusal<'a> {
     }
 }
 
-async fn subscribe(
-    state: &AppState,
-    io: &SocketIo,
-    s: &SocketRef,
-    req: Subscribe,
-) -> Result<Subscribed, Problem> {
+async fn subscribe(state: &Ctx, io: &SocketIo, s: &SocketRef, req: Subscribe) -> Result<Subscribed, Problem> {
     let room = lot_room(req.lot);
     if !s.rooms().iter().any(|r| *r == room)
         && s.rooms().iter().filter(|r| r.starts_with("lot:")).count() >= MAX_LOTS_PER_SOCKET
@@ -336,7 +353,7 @@ async fn subscribe(
             missed = read_after(state, req.lot, after, latest).await?;
         }
     }
-    let feed = state.live.get(req.lot);
+    let feed = state.feeds.get(req.lot);
     let mut feed = feed.lock().await;
     // While the feed is held no event of this lot reaches its room but through us.
     match feed.room {
@@ -368,7 +385,7 @@ async fn subscribe(
 }
 
 /// The lot's events with `after < seq <= upto`, from the store.
-async fn read_after(state: &AppState, lot: LotId, after: u64, upto: u64) -> Result<Vec<Event>, Problem> {
+async fn read_after(state: &Ctx, lot: LotId, after: u64, upto: u64) -> Result<Vec<Event>, Problem> {
     let store = state.engine.store();
     let mut out = Vec::new();
     let mut from = after;
@@ -382,8 +399,8 @@ async fn read_after(state: &AppState, lot: LotId, after: u64, upto: u64) -> Resu
 }
 
 /// Emits `e`, after whatever the lot's rooms have not seen before it, once.
-async fn deliver(state: &AppState, io: &SocketIo, e: Event) {
-    let feed = state.live.get(e.lot);
+async fn deliver(state: &Ctx, io: &SocketIo, e: Event) {
+    let feed = state.feeds.get(e.lot);
     let mut feed = feed.lock().await;
     let mut batch = Vec::new();
     if let Some(floor) = feed.floor()
@@ -401,8 +418,8 @@ async fn deliver(state: &AppState, io: &SocketIo, e: Event) {
 
 /// After the notifier lagged or reconnected: emit from the store whatever each followed lot
 /// has had since.
-async fn refill(state: &AppState, io: &SocketIo) {
-    for (lot, feed) in state.live.known() {
+async fn refill(state: &Ctx, io: &SocketIo) {
+    for (lot, feed) in state.feeds.known() {
         let mut feed = feed.lock().await;
         let Some(floor) = feed.floor() else { continue };
         let latest = match state.engine.store().last_seq(lot).await {
@@ -428,7 +445,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// The relay: from the notifier to this replica's sockets, until `stop`.
-pub async fn relay(state: AppState, io: SocketIo, mut stop: watch::Receiver<bool>) {
+pub async fn relay(hub: Hub, mut stop: watch::Receiver<bool>) {
+    let Hub { io, ctx: state } = hub;
     let notifier = state.backends.notifier.clone();
     'relay: loop {
         let subscribed = tokio::select! {

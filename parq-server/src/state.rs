@@ -11,9 +11,9 @@ use crate::accounts::{Accounts, Role};
 use crate::backends::Backends;
 use crate::config::Config;
 use crate::demo::DemoInfo;
-use crate::idempotency::IdempotencyCache;
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
+use crate::web::WebConfig;
 
 /// Shared state: the engine, the accounts, the limits and the counters. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -31,10 +31,11 @@ pub struct Inner {
     pub limit_ip: Limiter,
     pub limit_user: Limiter,
     pub limit_key: Limiter,
-    pub idempotency: IdempotencyCache,
-    pub live: crate::live::Feeds,
-    pub web: crate::web::WebConfig,
+    pub web: WebConfig,
     pub demo: Option<DemoInfo>,
+    /// The OpenAPI document, made once by the app (the routes serve it; the document is made
+    /// from them).
+    pub openapi: serde_json::Value,
 }
 
 impl Deref for AppState {

@@ -1,16 +1,16 @@
 //! The web page: a live map of the lots, booking, payment and the QR pass. Its files are built
 //! into the binary (`parq-server/web/`), so `parq serve` needs nothing beside it, and the page
 //! loads nothing from another host unless the configuration names a style or tiles.
+//!
+//! This module holds the page's files and what it is told about the map ([`WebConfig`]); the
+//! routes that serve them are in `routes/web.rs`.
 
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::config::{Config, ConfigError};
-use crate::problem::Problem;
-use crate::state::AppState;
 
 /// A file of the page.
 struct Asset {
@@ -38,7 +38,8 @@ const ASSETS: &[Asset] = &[
 const INDEX: &[u8] = include_bytes!("../web/index.html");
 
 /// What the page is told about the map.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = MapConfig)]
 pub struct WebConfig {
     /// A MapLibre/Mapbox style URL, when configured.
     pub style_url: Option<String>,
@@ -50,7 +51,8 @@ pub struct WebConfig {
     pub zoom: f64,
     /// Free public parking, as a GeoJSON FeatureCollection of points.
     #[serde(skip)]
-    pub public_parking: Value,
+    #[schema(ignore)]
+    pub public_parking: FeatureCollection,
 }
 
 impl Default for WebConfig {
@@ -152,18 +154,82 @@ fn check(places: Vec<FreePlace>) -> Result<Vec<FreePlace>, String> {
     Ok(places)
 }
 
-fn feature_collection(places: Vec<FreePlace>) -> Value {
-    let features: Vec<Value> = places
+// The GeoJSON below keeps its members in alphabetical order, as when it was built with `json!`.
+
+/// Free public parking: a GeoJSON FeatureCollection of points.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FeatureCollection {
+    /// The places.
+    pub features: Vec<Feature>,
+    /// Always `FeatureCollection`.
+    #[serde(rename = "type")]
+    pub kind: FeatureCollectionType,
+}
+
+/// The `type` of a [`FeatureCollection`].
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub enum FeatureCollectionType {
+    /// The only one.
+    FeatureCollection,
+}
+
+/// One place of free public parking.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Feature {
+    /// Where.
+    pub geometry: Point,
+    /// What.
+    pub properties: FreePlaceProperties,
+    /// Always `Feature`.
+    #[serde(rename = "type")]
+    pub kind: FeatureType,
+}
+
+/// The `type` of a [`Feature`].
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub enum FeatureType {
+    /// The only one.
+    Feature,
+}
+
+/// A GeoJSON point.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Point {
+    /// `[longitude, latitude]`.
+    pub coordinates: [f64; 2],
+    /// Always `Point`.
+    #[serde(rename = "type")]
+    pub kind: PointType,
+}
+
+/// The `type` of a [`Point`].
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub enum PointType {
+    /// The only one.
+    Point,
+}
+
+/// What is known of a place.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FreePlaceProperties {
+    /// How many cars fit, when known.
+    pub capacity: Option<u32>,
+    /// Its name.
+    pub name: String,
+    /// Anything else, e.g. when it is free.
+    pub notes: Option<String>,
+}
+
+fn feature_collection(places: Vec<FreePlace>) -> FeatureCollection {
+    let features = places
         .into_iter()
-        .map(|p| {
-            json!({
-                "type": "Feature",
-                "geometry": { "type": "Point", "coordinates": [p.lon, p.lat] },
-                "properties": { "name": p.name, "capacity": p.capacity, "notes": p.notes },
-            })
+        .map(|p| Feature {
+            geometry: Point { coordinates: [p.lon, p.lat], kind: PointType::Point },
+            properties: FreePlaceProperties { capacity: p.capacity, name: p.name, notes: p.notes },
+            kind: FeatureType::Feature,
         })
         .collect();
-    json!({ "type": "FeatureCollection", "features": features })
+    FeatureCollection { features, kind: FeatureCollectionType::FeatureCollection }
 }
 
 /// The demo's free public parking: sample places in the two demo towns.
@@ -183,24 +249,22 @@ fn demo_public_parking() -> Vec<FreePlace> {
     ]
 }
 
-/// `GET /`: the page for browsers, the service index (JSON) for everyone else.
-pub async fn index(headers: HeaderMap) -> Response {
-    let wants_html = headers
+/// Whether the caller asks for a page (a browser) rather than JSON.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/html")));
-    if wants_html {
-        return page(INDEX, "text/html; charset=utf-8");
-    }
-    crate::routes::ops_index().await.into_response()
+        .is_some_and(|a| a.split(',').any(|t| t.trim().starts_with("text/html")))
 }
 
-/// `GET /assets/{*path}`: the page's files.
-pub async fn asset(Path(path): Path<String>) -> Response {
-    match ASSETS.iter().find(|a| a.path == path) {
-        Some(a) => page(a.body, a.content_type),
-        None => Problem::not_found(format!("no asset {path}")).into_response(),
-    }
+/// The page itself.
+pub fn index_page() -> Response {
+    page(INDEX, "text/html; charset=utf-8")
+}
+
+/// The page's file at `path` (under `/assets/`), if there is one.
+pub fn asset(path: &str) -> Option<Response> {
+    ASSETS.iter().find(|a| a.path == path).map(|a| page(a.body, a.content_type))
 }
 
 fn page(body: &'static [u8], content_type: &'static str) -> Response {
@@ -209,18 +273,6 @@ fn page(body: &'static [u8], content_type: &'static str) -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    resp
-}
-
-/// `GET /api/v1/map/config`: the map's style, tiles and starting view.
-pub async fn map_config(State(state): State<AppState>) -> Json<WebConfig> {
-    Json(state.web.clone())
-}
-
-/// `GET /api/v1/public-parking`: free public parking as GeoJSON.
-pub async fn public_parking(State(state): State<AppState>) -> Response {
-    let mut resp = Json(&state.web.public_parking).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/geo+json"));
     resp
 }
 

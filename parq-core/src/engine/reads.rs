@@ -18,6 +18,7 @@ use super::Engine;
 
 /// A price for a lot and window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Quote {
     /// The lot.
     pub lot: LotId,
@@ -29,6 +30,7 @@ pub struct Quote {
 
 /// A spot and whether it is free for a window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct SpotStatus {
     /// The spot.
     pub spot: Spot,
@@ -38,6 +40,7 @@ pub struct SpotStatus {
 
 /// A lot's availability for a window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Availability {
     /// The lot.
     pub lot: LotId,
@@ -53,6 +56,7 @@ pub struct Availability {
 
 /// A lot found near a point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct LotMatch {
     /// The lot.
     pub lot: Lot,

@@ -13,6 +13,7 @@ use crate::pass::PassError;
 /// picks the right public key and keys rotate without invalidating passes already issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct KeyId(pub u32);
 
 impl fmt::Display for KeyId {
@@ -127,6 +128,21 @@ impl Serialize for PublicKey {
     }
 }
 
+#[cfg(feature = "utoipa")]
+impl utoipa::PartialSchema for PublicKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[0-9a-fA-F]{64}$"))
+            .description(Some("An Ed25519 public key: 32 bytes as 64 hex digits (answered in lower case)."))
+            .into()
+    }
+}
+
+#[cfg(feature = "utoipa")]
+impl utoipa::ToSchema for PublicKey {}
+
 impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -137,10 +153,12 @@ impl<'de> Deserialize<'de> for PublicKey {
 /// The public keys a gate trusts, by key id. Serialised as a list of `{ "id", "public_key" }`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Vec<PublicKeyEntry>", into = "Vec<PublicKeyEntry>")]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(value_type = Vec<PublicKeyEntry>))]
 pub struct PublicKeys(BTreeMap<KeyId, PublicKey>);
 
 /// One entry of [`PublicKeys`] in configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct PublicKeyEntry {
     /// The key's id.
     pub id: KeyId,

@@ -188,6 +188,7 @@ impl From<&Reservation> for Entitlement {
 /// The random nonce that makes every issued pass distinct.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(value_type = Vec<u8>))]
 pub struct PassNonce(pub [u8; 16]);
 
 impl fmt::Debug for PassNonce {

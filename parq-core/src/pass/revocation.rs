@@ -12,6 +12,7 @@ use crate::pass::{PassClaims, PassError, PassNonce};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum RevocationReason {
     /// The reservation was cancelled: none of its passes opens a gate any more.
     Cancelled,
@@ -21,6 +22,7 @@ pub enum RevocationReason {
 
 /// One revocation, numbered by the list that issued it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct Revocation {
     /// The list's version once this revocation was added; versions start at 1 and increase by
     /// one per revocation.
@@ -34,6 +36,7 @@ pub struct Revocation {
     /// Why.
     pub reason: RevocationReason,
     /// When the revocation was made.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
 }
 
@@ -46,6 +49,7 @@ impl Revocation {
 
 /// What a gate holding version `from` lacks to reach version `to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct RevocationDelta {
     /// The version the delta starts after.
     pub from: u64,

@@ -13,6 +13,7 @@ use crate::reservation::ReservationState;
 /// Which way the vehicle is going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum Direction {
     /// Into the lot.
     Entry,
@@ -144,6 +145,7 @@ impl ScanContext {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum Refusal {
     /// Not a pass: unreadable, malformed, altered, or its signature does not match.
     Invalid,
@@ -198,6 +200,7 @@ impl fmt::Display for Refusal {
 /// `{"decision": "refuse", "reason": "expired"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "decision", content = "reason", rename_all = "snake_case")]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum Decision {
     /// Open the barrier.
     Allow,

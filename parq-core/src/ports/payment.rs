@@ -29,6 +29,7 @@ pub struct IntentRequest {
 /// The provider's state of an intent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum IntentStatus {
     /// Waiting for the driver to pay.
     RequiresPaymentMethod,
@@ -48,6 +49,7 @@ pub enum IntentStatus {
 
 /// A payment intent as the provider sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct PaymentIntent {
     /// The provider's id.
     pub id: String,

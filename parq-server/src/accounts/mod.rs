@@ -26,7 +26,7 @@ pub use memory::MemoryAccounts;
 pub use postgres::PgAccounts;
 
 /// What a caller may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Searches, holds, pays, cancels its own reservations.

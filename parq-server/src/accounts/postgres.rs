@@ -7,10 +7,10 @@ use parq_core::{Error, OperatorId, Result, UserId};
 use parq_postgres::deadpool_postgres::Pool;
 use parq_postgres::tokio_postgres::Row;
 use parq_postgres::tokio_postgres::types::ToSql;
+use parq_postgres::{db_error, ident};
 use uuid::Uuid;
 
 use super::{Account, AccountStore, ApiKeyRecord, Role, SessionRecord, TotpEnrolment};
-use crate::pg::{db_error, ident};
 
 /// An [`AccountStore`] in PostgreSQL.
 #[derive(Debug, Clone)]

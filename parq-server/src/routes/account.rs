@@ -6,21 +6,27 @@ use axum::http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use parq_core::{Error, UserId};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
-use super::views::AccountView;
+use super::views::{AccountView, MfaEnabled, Session, SortedJson, TokenType, TotpSeed};
 use crate::accounts::{Account, Role, SessionRecord, TotpEnrolment, password, secret, totp};
 use crate::extract::{ApiJson, User};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::{ApiResult, JsonBody, Problem, ProblemCode};
 use crate::state::AppState;
 
 /// How many recovery codes a confirmed enrolment gets.
 const RECOVERY_CODES: usize = 10;
 
-#[derive(Debug, Deserialize)]
+/// A new driver account.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RegisterRequest)]
 pub struct RegisterBody {
+    /// The login; one account per address.
+    #[schema(format = Email)]
     email: String,
+    /// At least 10 characters (at most 1024 bytes).
+    #[schema(min_length = 10, max_length = 1024)]
     password: String,
 }
 
@@ -37,7 +43,19 @@ fn normalize_email(email: &str) -> Result<String, Problem> {
     Ok(e)
 }
 
-/// `POST /api/v1/auth/register`: a driver account.
+/// Register a driver account.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    operation_id = "register",
+    tag = "accounts",
+    request_body = RegisterBody,
+    responses(
+        (status = CREATED, description = "Registered", body = AccountView),
+        (status = CONFLICT, response = Problem),
+        JsonBody,
+    )
+)]
 pub async fn register(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<RegisterBody>,
@@ -56,27 +74,51 @@ pub async fn register(
         created_at: Timestamp::now(),
     };
     if !s.accounts.create_user(&account).await? {
-        return Err(Problem::new("email_taken", "an account with this email exists; log in instead")
-            .with("field", "email"));
+        return Err(Problem::new(
+            ProblemCode::EmailTaken,
+            "an account with this email exists; log in instead",
+        )
+        .with("field", "email"));
     }
     tracing::info!(user = %account.id, "account registered");
     Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
 }
 
-#[derive(Debug, Deserialize)]
+/// Credentials.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = LoginRequest)]
 pub struct LoginBody {
+    /// The account's email address.
     email: String,
+    /// Its password.
     password: String,
+    /// The current TOTP code, when two-factor authentication is on.
     #[serde(default)]
     totp_code: Option<String>,
+    /// Instead of `totp_code`: one of the recovery codes (each works once).
     #[serde(default)]
     recovery_code: Option<String>,
 }
 
-/// `POST /api/v1/auth/login`: a bearer token, after the password and, when enrolled, a TOTP
-/// code (or one recovery code).
-pub async fn login(State(s): State<AppState>, ApiJson(b): ApiJson<LoginBody>) -> ApiResult<Json<Value>> {
+/// Log in (password, then a TOTP or recovery code when enrolled).
+///
+/// Answers a bearer token for `Authorization: Bearer <token>`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    operation_id = "login",
+    tag = "accounts",
+    request_body = LoginBody,
+    responses(
+        (status = OK, description = "A session", body = Session),
+        JsonBody,
+    )
+)]
+pub async fn login(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<LoginBody>,
+) -> ApiResult<SortedJson<Session>> {
     let wrong = || Problem::unauthorized("wrong email or password");
     let email = b.email.trim().to_lowercase();
     let account = s.accounts.user_by_email(&email).await?;
@@ -99,12 +141,12 @@ pub async fn login(State(s): State<AppState>, ApiJson(b): ApiJson<LoginBody>) ->
         })
         .await?;
     tracing::info!(user = %account.id, "logged in");
-    Ok(Json(json!({
-        "token": token,
-        "token_type": "Bearer",
-        "expires_at": expires_at,
-        "user": AccountView::from(&account),
-    })))
+    Ok(SortedJson(Session {
+        expires_at,
+        token,
+        token_type: TokenType::Bearer,
+        user: AccountView::from(&account),
+    }))
 }
 
 async fn second_factor(
@@ -134,12 +176,20 @@ async fn second_factor(
             .with("field", "recovery_code"));
     }
     Err(Problem::new(
-        "mfa_required",
+        ProblemCode::MfaRequired,
         "this account has two-factor authentication: send totp_code (or recovery_code)",
     ))
 }
 
-/// `POST /api/v1/auth/logout`: ends the session.
+/// End the session.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    operation_id = "logout",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses((status = NO_CONTENT, description = "Logged out"))
+)]
 pub async fn logout(State(s): State<AppState>, user: User) -> ApiResult<StatusCode> {
     s.accounts.delete_session(&user.session).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -149,13 +199,32 @@ async fn account_of(s: &AppState, user: &User) -> ApiResult<Account> {
     s.accounts.user(user.id).await?.ok_or_else(|| Problem::unauthorized("the account no longer exists"))
 }
 
-/// `GET /api/v1/me`.
+/// The caller's account.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    operation_id = "me",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses((status = OK, description = "Account", body = AccountView))
+)]
 pub async fn me(State(s): State<AppState>, user: User) -> ApiResult<Json<AccountView>> {
     Ok(Json(AccountView::from(&account_of(&s, &user).await?)))
 }
 
-/// `POST /api/v1/me/mfa/totp`: a new TOTP seed to scan; required at login once confirmed.
-pub async fn totp_enrol(State(s): State<AppState>, user: User) -> ApiResult<Json<Value>> {
+/// Start TOTP enrolment: a new seed to scan; required at login once confirmed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/mfa/totp",
+    operation_id = "enrol_totp",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = OK, description = "A seed to scan", body = TotpSeed),
+        (status = UNPROCESSABLE_ENTITY, response = Problem),
+    )
+)]
+pub async fn totp_enrol(State(s): State<AppState>, user: User) -> ApiResult<SortedJson<TotpSeed>> {
     let account = account_of(&s, &user).await?;
     if account.mfa_enabled() {
         return Err(Error::invalid("totp", "two-factor authentication is already enabled").into());
@@ -164,28 +233,44 @@ pub async fn totp_enrol(State(s): State<AppState>, user: User) -> ApiResult<Json
     s.accounts
         .set_mfa(account.id, Some(TotpEnrolment { secret: seed.clone(), confirmed: false }), vec![])
         .await?;
-    Ok(Json(json!({
-        "secret": seed,
-        "otpauth_uri": totp::uri(&seed, &account.email),
-        "algorithm": "SHA1",
-        "digits": 6,
-        "period": 30,
-    })))
+    Ok(SortedJson(TotpSeed {
+        algorithm: "SHA1".into(),
+        digits: 6,
+        otpauth_uri: totp::uri(&seed, &account.email),
+        period: 30,
+        secret: seed,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A code of the seed being enrolled.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TotpConfirmation)]
 pub struct ConfirmBody {
+    /// The app's current code.
     code: String,
 }
 
-/// `POST /api/v1/me/mfa/totp/confirm`: proves the seed is in the app; answers the recovery
-/// codes, shown this once.
+/// Confirm TOTP with a code; returns recovery codes once.
+///
+/// Proves the seed is in the app; the recovery codes are shown this once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/mfa/totp/confirm",
+    operation_id = "confirm_totp",
+    tag = "accounts",
+    security(("bearer" = [])),
+    request_body = ConfirmBody,
+    responses(
+        (status = OK, description = "Enabled", body = MfaEnabled),
+        JsonBody,
+    )
+)]
 pub async fn totp_confirm(
     State(s): State<AppState>,
     user: User,
     ApiJson(b): ApiJson<ConfirmBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<SortedJson<MfaEnabled>> {
     let account = account_of(&s, &user).await?;
     let Some(enrolment) = account.totp.clone() else {
         return Err(Error::invalid("totp", "enrol first (POST /api/v1/me/mfa/totp)").into());
@@ -204,5 +289,5 @@ pub async fn totp_confirm(
     let digests = codes.iter().map(|c| secret::digest(c)).collect();
     s.accounts.set_mfa(account.id, Some(TotpEnrolment { confirmed: true, ..enrolment }), digests).await?;
     tracing::info!(user = %account.id, "two-factor authentication enabled");
-    Ok(Json(json!({ "mfa_enabled": true, "recovery_codes": codes })))
+    Ok(SortedJson(MfaEnabled { mfa_enabled: true, recovery_codes: codes }))
 }

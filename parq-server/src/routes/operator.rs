@@ -9,12 +9,13 @@ use parq_core::{
     ReservationState, Spot, SpotAttributes, SpotId, Window,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::views::{Lots, NewApiKey, Occupancy, SortedJson, Spots, example_lot};
 use crate::accounts::{ApiKeyRecord, Role, secret};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, OperatorCaller};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::{ApiResult, JsonBody, Problem};
 use crate::state::AppState;
 
 const WORLD: GeoBox = GeoBox { min_lat: -90.0, max_lat: 90.0, min_lon: -180.0, max_lon: 180.0 };
@@ -28,12 +29,23 @@ async fn owned_lot(s: &AppState, operator: OperatorId, id: LotId) -> ApiResult<L
     Ok(lot)
 }
 
-/// `GET /api/v1/operator/lots`.
-pub async fn lots(State(s): State<AppState>, OperatorCaller(op): OperatorCaller) -> ApiResult<Json<Value>> {
+/// The operator's lots, by name.
+#[utoipa::path(
+    get,
+    path = "/api/v1/operator/lots",
+    operation_id = "list_operator_lots",
+    tag = "operator",
+    security(("bearer" = []), ("apiKey" = [])),
+    responses((status = OK, description = "Lots", body = Lots))
+)]
+pub async fn lots(
+    State(s): State<AppState>,
+    OperatorCaller(op): OperatorCaller,
+) -> ApiResult<SortedJson<Lots>> {
     let mut lots: Vec<Lot> =
         s.engine.store().lots_in(&WORLD).await?.into_iter().filter(|l| l.operator == op).collect();
     lots.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Json(json!({ "lots": lots })))
+    Ok(SortedJson(Lots { lots }))
 }
 
 fn mins(m: i64) -> SignedDuration {
@@ -41,28 +53,47 @@ fn mins(m: i64) -> SignedDuration {
 }
 
 /// A lot as an operator describes it; the server assigns the id and the operator.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = LotInput)]
 pub struct LotBody {
+    /// The lot's name.
     name: String,
+    /// Where it is.
     location: GeoPoint,
+    /// IANA time zone name; opening hours are in this zone.
     #[serde(default = "default_tz")]
+    #[schema(default = "Asia/Nicosia")]
     time_zone: String,
+    /// Windows start and end on multiples of this.
     #[serde(default = "default_granularity")]
+    #[schema(value_type = String, format = Duration, default = "PT15M")]
     granularity: SignedDuration,
+    /// How long an unpaid hold blocks the spot.
     #[serde(default = "default_hold_ttl")]
+    #[schema(value_type = String, format = Duration, default = "PT10M")]
     hold_ttl: SignedDuration,
+    /// How long a stay may last at most.
     #[serde(default = "default_max_stay")]
+    #[schema(value_type = String, format = Duration, default = "PT72H")]
     max_stay: SignedDuration,
+    /// How early and late a pass opens the gate; how late a driver may come.
     #[serde(default = "default_grace")]
+    #[schema(value_type = String, format = Duration, default = "PT15M")]
     grace: SignedDuration,
+    /// Live holds one user may have in the lot at once; none for no limit.
     #[serde(default)]
+    #[schema(format = "uint32")]
     max_holds_per_user: Option<u32>,
+    /// The prices.
     rates: RateTable,
+    /// The refunds (default: full up to two hours before, half later).
     #[serde(default = "default_cancellation")]
     cancellation: CancellationPolicy,
+    /// When it is open (default: always).
     #[serde(default)]
     opening_hours: OpeningHours,
+    /// Windows when it takes no bookings.
     #[serde(default)]
     blackouts: Vec<Window>,
 }
@@ -107,7 +138,19 @@ impl LotBody {
     }
 }
 
-/// `POST /api/v1/operator/lots`.
+/// Create a lot.
+#[utoipa::path(
+    post,
+    path = "/api/v1/operator/lots",
+    operation_id = "create_lot",
+    tag = "operator",
+    security(("bearer" = []), ("apiKey" = [])),
+    request_body = LotBody,
+    responses(
+        (status = CREATED, description = "Created", body = Lot),
+        JsonBody,
+    )
+)]
 pub async fn create_lot(
     State(s): State<AppState>,
     OperatorCaller(op): OperatorCaller,
@@ -118,7 +161,21 @@ pub async fn create_lot(
     Ok((StatusCode::CREATED, Json(lot)))
 }
 
-/// `PUT /api/v1/operator/lots/{lot_id}`: replaces a lot's settings (its spots stay).
+/// Replace a lot's settings (its spots stay).
+#[utoipa::path(
+    put,
+    path = "/api/v1/operator/lots/{lot_id}",
+    operation_id = "replace_lot",
+    tag = "operator",
+    security(("bearer" = []), ("apiKey" = [])),
+    params(("lot_id" = LotId, Path, description = "The lot.", example = example_lot)),
+    request_body = LotBody,
+    responses(
+        (status = OK, description = "Replaced", body = Lot),
+        (status = NOT_FOUND, response = Problem),
+        JsonBody,
+    )
+)]
 pub async fn replace_lot(
     State(s): State<AppState>,
     OperatorCaller(op): OperatorCaller,
@@ -131,25 +188,56 @@ pub async fn replace_lot(
     Ok(Json(lot))
 }
 
-/// `GET /api/v1/operator/lots/{lot_id}/spots`.
+/// A lot's spots.
+#[utoipa::path(
+    get,
+    path = "/api/v1/operator/lots/{lot_id}/spots",
+    operation_id = "list_spots",
+    tag = "operator",
+    security(("bearer" = []), ("apiKey" = [])),
+    params(("lot_id" = LotId, Path, description = "The lot.", example = example_lot)),
+    responses(
+        (status = OK, description = "Spots", body = Spots),
+        (status = NOT_FOUND, response = Problem),
+    )
+)]
 pub async fn spots(
     State(s): State<AppState>,
     OperatorCaller(op): OperatorCaller,
     ApiPath(id): ApiPath<LotId>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<SortedJson<Spots>> {
     owned_lot(&s, op, id).await?;
-    Ok(Json(json!({ "spots": s.engine.spots(id).await? })))
+    Ok(SortedJson(Spots { spots: s.engine.spots(id).await? }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new spot.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SpotInput)]
 pub struct SpotBody {
+    /// Its label, as painted.
+    #[schema(max_length = 64)]
     label: String,
+    /// What it offers (default: a standard spot, no charger, not accessible).
     #[serde(default)]
     attributes: SpotAttributes,
 }
 
-/// `POST /api/v1/operator/lots/{lot_id}/spots`.
+/// Add a spot.
+#[utoipa::path(
+    post,
+    path = "/api/v1/operator/lots/{lot_id}/spots",
+    operation_id = "create_spot",
+    tag = "operator",
+    security(("bearer" = []), ("apiKey" = [])),
+    params(("lot_id" = LotId, Path, description = "The lot.", example = example_lot)),
+    request_body = SpotBody,
+    responses(
+        (status = CREATED, description = "Created", body = Spot),
+        (status = NOT_FOUND, response = Problem),
+        JsonBody,
+    )
+)]
 pub async fn create_spot(
     State(s): State<AppState>,
     OperatorCaller(op): OperatorCaller,
@@ -166,7 +254,21 @@ pub async fn create_spot(
     Ok((StatusCode::CREATED, Json(spot)))
 }
 
-/// `PUT /api/v1/operator/lots/{lot_id}/rates`: the rate table (holds made later use it).
+/// Replace the rate table (holds made later use it).
+#[utoipa::path(
+    put,
+    path = "/api/v1/operator/lots/{lot_id}/rates",
+    operation_id = "set_rates",
+    tag = "operator",
+    security(("bearer" = []), ("apiKey" = [])),
+    params(("lot_id" = LotId, Path, description = "The lot.", example = example_lot)),
+    request_body = RateTable,
+    responses(
+        (status = OK, description = "The lot", body = Lot),
+        (status = NOT_FOUND, response = Problem),
+        JsonBody,
+    )
+)]
 pub async fn set_rates(
     State(s): State<AppState>,
     OperatorCaller(op): OperatorCaller,
@@ -179,13 +281,30 @@ pub async fn set_rates(
     Ok(Json(lot))
 }
 
-#[derive(Debug, Deserialize)]
+/// Windows when a lot takes no bookings.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Blackouts)]
 pub struct BlackoutsBody {
+    /// At most 1000 windows.
     blackouts: Vec<Window>,
 }
 
-/// `PUT /api/v1/operator/lots/{lot_id}/blackouts`: windows when the lot takes no bookings.
+/// Replace the blackout windows.
+#[utoipa::path(
+    put,
+    path = "/api/v1/operator/lots/{lot_id}/blackouts",
+    operation_id = "set_blackouts",
+    tag = "operator",
+    security(("bearer" = []), ("apiKey" = [])),
+    params(("lot_id" = LotId, Path, description = "The lot.", example = example_lot)),
+    request_body = BlackoutsBody,
+    responses(
+        (status = OK, description = "The lot", body = Lot),
+        (status = NOT_FOUND, response = Problem),
+        JsonBody,
+    )
+)]
 pub async fn set_blackouts(
     State(s): State<AppState>,
     OperatorCaller(op): OperatorCaller,
@@ -201,19 +320,35 @@ pub async fn set_blackouts(
     Ok(Json(lot))
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of an instant.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AtQuery {
+    /// The instant (default: now).
+    #[param(value_type = Option<String>, format = DateTime)]
     at: Option<Timestamp>,
 }
 
-/// `GET /api/v1/operator/lots/{lot_id}/occupancy?at=`: how the lot's spots are used at an
-/// instant (now by default).
+/// How the spots are used at an instant (now by default).
+#[utoipa::path(
+    get,
+    path = "/api/v1/operator/lots/{lot_id}/occupancy",
+    operation_id = "get_occupancy",
+    tag = "operator",
+    security(("bearer" = []), ("apiKey" = [])),
+    params(("lot_id" = LotId, Path, description = "The lot.", example = example_lot), AtQuery),
+    responses(
+        (status = OK, description = "Occupancy", body = Occupancy),
+        (status = NOT_FOUND, response = Problem),
+        (status = UNPROCESSABLE_ENTITY, response = Problem),
+    )
+)]
 pub async fn occupancy(
     State(s): State<AppState>,
     OperatorCaller(op): OperatorCaller,
     ApiPath(id): ApiPath<LotId>,
     ApiQuery(q): ApiQuery<AtQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<SortedJson<Occupancy>> {
     owned_lot(&s, op, id).await?;
     let now = s.engine.now();
     let at = q.at.unwrap_or(now);
@@ -227,32 +362,48 @@ pub async fn occupancy(
         .map(|r| r.spot)
         .collect::<std::collections::HashSet<_>>()
         .len();
-    Ok(Json(json!({
-        "lot_id": id,
-        "at": at,
-        "spots": spots,
-        "free": spots.saturating_sub(used),
-        "held": count(ReservationState::Held),
-        "pending_payment": count(ReservationState::PendingPayment),
-        "confirmed": count(ReservationState::Confirmed),
-        "checked_in": count(ReservationState::CheckedIn),
-    })))
+    Ok(SortedJson(Occupancy {
+        at,
+        checked_in: count(ReservationState::CheckedIn),
+        confirmed: count(ReservationState::Confirmed),
+        free: spots.saturating_sub(used),
+        held: count(ReservationState::Held),
+        lot_id: id,
+        pending_payment: count(ReservationState::PendingPayment),
+        spots,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new API key.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ApiKeyRequest)]
 pub struct KeyBody {
+    /// What it is for, e.g. the gate's name.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    /// `gate` or `operator`.
     role: Role,
 }
 
-/// `POST /api/v1/operator/keys`: a new API key for a gate or the operator's systems, shown
-/// this once.
+/// Create an API key for a gate or the operator's systems (shown once).
+#[utoipa::path(
+    post,
+    path = "/api/v1/operator/keys",
+    operation_id = "create_api_key",
+    tag = "operator",
+    security(("bearer" = []), ("apiKey" = [])),
+    request_body = KeyBody,
+    responses(
+        (status = CREATED, description = "Created", body = NewApiKey),
+        JsonBody,
+    )
+)]
 pub async fn create_key(
     State(s): State<AppState>,
     OperatorCaller(op): OperatorCaller,
     ApiJson(b): ApiJson<KeyBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, SortedJson<NewApiKey>)> {
     if b.role == Role::Driver {
         return Err(Error::invalid("role", "API keys are for gates and operators").into());
     }
@@ -271,8 +422,12 @@ pub async fn create_key(
     s.accounts.put_api_key(&record).await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "id": record.id, "name": record.name, "role": record.role, "key": key, "created_at": record.created_at }),
-        ),
+        SortedJson(NewApiKey {
+            created_at: record.created_at,
+            id: record.id,
+            key,
+            name: record.name,
+            role: record.role,
+        }),
     ))
 }

@@ -4,30 +4,66 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parq_core::{GeoBox, LotId, ReservationId, SpotId};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::views::SortedJson;
 use crate::state::AppState;
 
-/// `GET /`: where things are.
-pub async fn index() -> Json<Value> {
-    Json(json!({
-        "name": "ParQ",
-        "version": env!("CARGO_PKG_VERSION"),
-        "api": "/api/v1",
-        "openapi": "/api/v1/openapi.json",
-        "health": "/healthz",
-        "ready": "/readyz",
-        "metrics": "/metrics",
-    }))
+/// Where things are.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ServiceIndex {
+    /// The API's base path.
+    pub api: &'static str,
+    /// Liveness.
+    pub health: &'static str,
+    /// The metrics.
+    pub metrics: &'static str,
+    /// Always `ParQ`.
+    pub name: &'static str,
+    /// The OpenAPI document.
+    pub openapi: &'static str,
+    /// Readiness.
+    pub ready: &'static str,
+    /// The server's version.
+    pub version: &'static str,
 }
 
-/// `GET /healthz`: the process is up.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// The service index (`GET /` answers it unless the caller accepts HTML).
+pub async fn index() -> SortedJson<ServiceIndex> {
+    SortedJson(ServiceIndex {
+        api: "/api/v1",
+        health: "/healthz",
+        metrics: "/metrics",
+        name: "ParQ",
+        openapi: "/api/v1/openapi.json",
+        ready: "/readyz",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// The process is up.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// Liveness.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses((status = OK, description = "Up", body = Health))
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -94,8 +130,8 @@ pub async fn check_backends(s: &AppState) -> (bool, Value) {
     }
     if let Some(pg) = &s.backends.postgres {
         let r = probe(async {
-            let c = pg.pool.get().await.map_err(crate::pg::db_error)?;
-            c.simple_query("SELECT 1").await.map_err(crate::pg::db_error)
+            let c = pg.pool.get().await.map_err(parq_postgres::db_error)?;
+            c.simple_query("SELECT 1").await.map_err(parq_postgres::db_error)
         })
         .await;
         results.push(("postgres", "postgres", r));
@@ -117,24 +153,105 @@ pub async fn check_backends(s: &AppState) -> (bool, Value) {
     (ok, Value::Object(out))
 }
 
-/// `GET /readyz`: every backend answers.
-pub async fn readyz(State(s): State<AppState>) -> Response {
-    let (ok, backends) = check_backends(&s).await;
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "status": if ok { "ready" } else { "unavailable" }, "backends": backends })))
-        .into_response()
+/// Whether every backend answers, and each one's health.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Readiness {
+    /// Each port's backend, by port (`store`, `accounts`, `gateway`, `notifier`, `lock`, …).
+    #[schema(value_type = std::collections::BTreeMap<String, BackendHealth>)]
+    pub backends: Value,
+    /// `ready` when every backend the replica needs answers.
+    pub status: ReadyStatus,
 }
 
-/// `GET /metrics`: Prometheus text.
-pub async fn metrics(State(s): State<AppState>) -> Response {
+/// Whether the replica takes traffic.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    /// Every backend answers.
+    Ready,
+    /// A backend does not answer.
+    Unavailable,
+}
+
+/// One backend's health, as readiness reports it.
+// Schema only: `check_backends` builds the report as JSON.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BackendHealth {
+    /// The adapter in use (`memory`, `postgres`, `redis`, …).
+    adapter: String,
+    /// Whether it answers.
+    up: bool,
+    /// Why not.
+    error: Option<String>,
+    /// The Redis lock's health.
+    health: Option<String>,
+    /// Whether holds go to the store while the Redis lock is not warm.
+    failover: Option<bool>,
+    /// The Redis lock's last round trip.
+    latency_ms: Option<f64>,
+}
+
+/// Readiness: every backend answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    responses(
+        (status = OK, description = "Ready", body = Readiness),
+        (status = SERVICE_UNAVAILABLE, description = "A backend does not answer", body = Readiness),
+    )
+)]
+pub async fn readyz(State(s): State<AppState>) -> Response {
+    let (ok, backends) = check_backends(&s).await;
+    let (code, status) = if ok {
+        (StatusCode::OK, ReadyStatus::Ready)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, ReadyStatus::Unavailable)
+    };
+    (code, SortedJson(Readiness { backends, status })).into_response()
+}
+
+/// `GET /metrics`: the metrics, as Prometheus text, or as OpenMetrics text when the scraper
+/// asks for it.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "Metrics, as Prometheus text (or OpenMetrics text when asked for)",
+    description = "Prometheus text by default; OpenMetrics text when the request's Accept names \
+                   `application/openmetrics-text`.",
+    responses((status = OK, description = "The metrics", content(
+        (String = "text/plain"),
+        (String = "application/openmetrics-text"),
+    )))
+)]
+pub async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
     check_backends(&s).await;
-    let mut resp = s.metrics.render().into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let (body, media_type) = if openmetrics {
+        (s.metrics.render_openmetrics(), crate::metrics::OPENMETRICS)
+    } else {
+        (s.metrics.render(), crate::metrics::PROMETHEUS_TEXT)
+    };
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
     resp
 }
 
-/// `GET /api/v1/openapi.json`.
-pub async fn openapi() -> Json<Value> {
-    Json(crate::openapi::document())
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    responses((status = OK, description = "OpenAPI 3.1", body = Object))
+)]
+pub async fn openapi(State(s): State<AppState>) -> Json<Value> {
+    Json(s.openapi.clone())
 }

@@ -23,14 +23,35 @@ use parq_core::{
 };
 use parq_payments::{StripeConfig, StripeGateway};
 use parq_postgres::deadpool_postgres::Pool;
-use parq_postgres::{PgNotifier, PgStore};
+use parq_postgres::{PgNotifier, PgStore, migrate};
 use parq_redis::{FailoverLock, Health, HealthConfig, NotifierConfig, RedisHealth, RedisLock, RedisNotifier};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::accounts::{Accounts, MemoryAccounts, PgAccounts};
-use crate::app::StartError;
 use crate::config::{Config, ConfigError};
+
+pub mod postgres;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The engine refused the demo data or a backend failed.
+    #[error("could not set up: {0}")]
+    Engine(#[from] parq_core::Error),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The payment gateway, and what only the test gateway can do.
 #[derive(Debug, Clone)]
@@ -197,8 +218,8 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
     let (store, store_name): (Arc<DynReservationStore>, _) = if u.starts_with("memory:") {
         (Arc::new(MemoryStore::new()), "memory")
     } else if is_postgres(u) {
-        let pg_config = crate::pg::parse_url("store_url", u)?;
-        let pool = crate::pg::pool(pg_config, config.pg_pool_size)?;
+        let pg_config = postgres::parse_url("store_url", u)?;
+        let pool = postgres::pool(pg_config, config.pg_pool_size)?;
         postgres = Some(Postgres { pool: pool.clone(), schema: config.store_schema.clone() });
         (Arc::new(PgStore::new(pool, config.store_schema.clone())), "postgres")
     } else if is_redis(u) {
@@ -243,7 +264,7 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
             // Events also flow from the store's outbox (LISTEN/NOTIFY), so live updates reach
             // every replica while Redis is away; subscribers drop what they hear twice.
             Some(pg) => {
-                let pg_config = crate::pg::parse_url("store_url", config.store_url.trim())?;
+                let pg_config = postgres::parse_url("store_url", config.store_url.trim())?;
                 let channel = PgStore::new(pg.pool.clone(), pg.schema.clone()).channel().to_owned();
                 let outbox: Arc<DynNotifier> = Arc::new(OutboxListener::new(pg_config, channel));
                 (Arc::new(parq_core::MergedNotifier::new(vec![Arc::new(n), outbox])), "redis+postgres")
@@ -259,7 +280,7 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
             .into());
         };
         let url = if u == "postgres" { config.store_url.trim() } else { u };
-        let pg_config = crate::pg::parse_url("notifier_url", url)?;
+        let pg_config = postgres::parse_url("notifier_url", url)?;
         let channel = PgStore::new(pg.pool.clone(), pg.schema.clone()).channel().to_owned();
         (Arc::new(PgNotifier::connect(pg_config, channel).await?), "postgres")
     } else {
@@ -285,7 +306,7 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
                 (Arc::new(PgAccounts::new(pg.pool.clone(), &pg.schema)), "postgres")
             }
             _ => {
-                let pool = crate::pg::pool(crate::pg::parse_url("accounts_url", u)?, config.pg_pool_size)?;
+                let pool = postgres::pool(postgres::parse_url("accounts_url", u)?, config.pg_pool_size)?;
                 (Arc::new(PgAccounts::new(pool, &config.store_schema)), "postgres")
             }
         }
@@ -343,33 +364,16 @@ pub async fn migrate(config: &Config, mut progress: impl FnMut(String)) -> Resul
         progress(format!("store {}: nothing to migrate", b.names.store));
         return Ok(());
     };
-    let q = crate::pg::ident(&pg.schema);
     progress(format!("PostgreSQL schema {}: applying the store's migrations", pg.schema));
-    let store = PgStore::new(pg.pool.clone(), pg.schema.clone());
-    let count = async || -> parq_core::Result<i64> {
-        let c = pg.pool.get().await.map_err(crate::pg::db_error)?;
-        let exists: bool = c
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&format!("{q}.parq_migrations")])
-            .await
-            .map_err(crate::pg::db_error)?
-            .get(0);
-        if !exists {
-            return Ok(0);
-        }
-        let row = c
-            .query_one(&format!("SELECT count(*) FROM {q}.parq_migrations"), &[])
-            .await
-            .map_err(crate::pg::db_error)?;
-        Ok(row.get(0))
-    };
-    let before = count().await?;
-    store.migrate().await?;
-    let after = count().await?;
-    progress(format!("  store: {} applied now, {after} in all", after - before));
+    let mut client = pg.pool.get().await.map_err(parq_postgres::db_error)?;
+    // What `PgStore::migrate` runs, here with the count of what it did.
+    let applied = migrate::run(&mut client, &pg.schema, &migrate::STORE).await?;
+    let all = migrate::count(&client, &pg.schema, &migrate::STORE).await?;
+    progress(format!("  store: {} applied now, {all} in all", applied.len()));
     progress("PostgreSQL: applying the server's migrations (accounts, idempotency records)".into());
-    let done = crate::pg::migrate(&pg.pool, &pg.schema).await?;
-    for (version, name) in &done {
-        progress(format!("  server: applied {version:04} {name}"));
+    let done = migrate::run(&mut client, &pg.schema, &postgres::MIGRATIONS).await?;
+    for m in &done {
+        progress(format!("  server: applied {:04} {}", m.version, m.name));
     }
     if done.is_empty() {
         progress("  server: up to date".into());
