@@ -115,6 +115,9 @@ impl fmt::Debug for SqliteStore {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Readers close first, so that the writer's connection is the last one and closing it
+        // checkpoints the WAL into the database file.
+        self.readers.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
         // With the sender gone the writer finishes what is queued and closes its connection.
         drop(self.tx.take());
         if let Some(writer) = self.writer.take() {

@@ -118,3 +118,66 @@ impl ReservationStore for TestStore {
         self.store.sessions(id).await
     }
 }
+
+/// An operator and a four-spot lot (parq-core's sample lot), put through the port.
+#[derive(Debug, Clone)]
+pub struct Place {
+    pub lot: Lot,
+    pub spots: Vec<Spot>,
+}
+
+impl Place {
+    pub async fn new(store: &dyn ReservationStore) -> Place {
+        use parq_core::GeoPoint;
+        let operator =
+            Operator { id: OperatorId::new(), name: "SQLite Parking".into(), max_holds_per_user: None };
+        store.put_operator(&operator).await.expect("put operator");
+        let (lot, spots) =
+            parq_core::testing::sample_lot(operator.id, "Central", GeoPoint { lat: 35.1725, lon: 33.3617 });
+        store.put_lot(&lot).await.expect("put lot");
+        for s in &spots {
+            store.put_spot(s).await.expect("put spot");
+        }
+        Place { lot, spots }
+    }
+
+    /// A hold request of a new user on spot `i` for `hours` hours from `h` hours after the epoch,
+    /// made at the epoch and lapsing ten minutes later.
+    pub fn request(&self, i: usize, h: i64, hours: i64) -> HoldRequest {
+        self.request_on(self.spots[i].id, h, hours)
+    }
+
+    /// The same for a spot given by id.
+    pub fn request_on(&self, spot: parq_core::SpotId, h: i64, hours: i64) -> HoldRequest {
+        use parq_core::jiff::SignedDuration;
+        use parq_core::{HoldLimits, HoldTarget, Money, ReservationState};
+        let now = parq_core::testing::epoch();
+        let start = now + SignedDuration::from_hours(h);
+        let r = Reservation {
+            id: ReservationId::new(),
+            operator: self.lot.operator,
+            lot: self.lot.id,
+            spot,
+            user: UserId::new(),
+            window: Window::new(start, start + SignedDuration::from_hours(hours)).expect("a window"),
+            state: ReservationState::Held,
+            fence: 0,
+            price: Money::new(200, self.lot.rates.currency),
+            hold_expires_at: now + SignedDuration::from_mins(10),
+            created_at: now,
+            payment: None,
+        };
+        HoldRequest {
+            reservation: r,
+            target: HoldTarget::Spot(spot),
+            limits: HoldLimits::default(),
+            lock_fence: None,
+            idempotency: None,
+        }
+    }
+}
+
+/// The instant every request is made at.
+pub fn now() -> Timestamp {
+    parq_core::testing::epoch()
+}
