@@ -234,7 +234,7 @@ impl SqliteStore {
 
     async fn write_written(&self, op: Op) -> Result<Written> {
         match self.write(op).await? {
-            Done::Written(w) => Ok(w),
+            Done::Written(w) => Ok(*w),
             Done::Unit => Err(Error::backend("sqlite", "the writer answered a write without its result")),
         }
     }

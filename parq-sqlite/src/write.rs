@@ -28,7 +28,7 @@ pub(crate) enum Op {
 /// What a write returns.
 pub(crate) enum Done {
     Unit,
-    Written(Written),
+    Written(Box<Written>),
 }
 
 /// A queued write and where its answer goes.
@@ -141,8 +141,8 @@ fn apply(conn: &Connection, op: Op) -> Result<Done> {
         Op::PutOperator(o) => put_operator(conn, &o).map(|()| Done::Unit),
         Op::PutLot(l) => put_lot(conn, &l).map(|()| Done::Unit),
         Op::PutSpot(s) => put_spot(conn, &s).map(|()| Done::Unit),
-        Op::Hold(req, now) => hold(conn, req, now).map(Done::Written),
-        Op::Update(u, now) => update(conn, u, now).map(Done::Written),
+        Op::Hold(req, now) => hold(conn, req, now).map(|w| Done::Written(Box::new(w))),
+        Op::Update(u, now) => update(conn, u, now).map(|w| Done::Written(Box::new(w))),
     }
 }
 
@@ -374,10 +374,10 @@ fn hold(conn: &Connection, req: HoldRequest, now: Timestamp) -> Result<Written> 
     let lock_fence = lock_fence.map(fence_i64).transpose()?;
     let payment = r.payment.as_deref().map(rows::to_doc).transpose()?;
 
-    if let Some(claim) = &idempotency {
-        if let Some(rid) = check_claim(conn, claim)? {
-            return replay(conn, rid);
-        }
+    if let Some(claim) = &idempotency
+        && let Some(rid) = check_claim(conn, claim)?
+    {
+        return replay(conn, rid);
     }
     let owner: String = conn
         .prepare_cached("SELECT operator_id FROM lots WHERE id = ?1")
@@ -471,10 +471,10 @@ fn update(conn: &Connection, u: Update, now: Timestamp) -> Result<Written> {
     let now_ns = ns(now)?;
     let new_window = u.window.as_ref().map(window_ns).transpose()?;
     let new_deadline = u.hold_expires_at.map(ns).transpose()?;
-    if let Some(claim) = &u.idempotency {
-        if let Some(rid) = check_claim(conn, claim)? {
-            return replay(conn, rid);
-        }
+    if let Some(claim) = &u.idempotency
+        && let Some(rid) = check_claim(conn, claim)?
+    {
+        return replay(conn, rid);
     }
     let cur =
         read_reservation(conn, &u.id.0)?.ok_or_else(|| Error::not_found(format!("reservation {}", u.id)))?;
