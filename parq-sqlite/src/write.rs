@@ -88,7 +88,9 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
                 broken = Some(e);
                 break;
             }
-            let result = apply(conn, job.op);
+            // A panic in one write is that write's failure, not the writer's end.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(conn, job.op)))
+                .unwrap_or_else(|_| Err(Error::backend("sqlite", "a write panicked; it was rolled back")));
             let end = if result.is_ok() {
                 conn.execute_batch("RELEASE parq_write")
             } else {

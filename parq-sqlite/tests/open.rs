@@ -11,8 +11,8 @@ use parq_sqlite::rusqlite::Connection;
 use parq_sqlite::{OpenError, SCHEMA_VERSION, SqliteOptions, SqliteStore};
 
 /// A database with one confirmed hold in it, closed again: its reservation id.
-async fn seeded(dir: &TestDir) -> parq_core::ReservationId {
-    let store = SqliteStore::open(dir.db()).expect("open");
+async fn seeded(db: &std::path::Path) -> parq_core::ReservationId {
+    let store = SqliteStore::open(db).expect("open");
     let p = Place::new(&store).await;
     let w = store.hold(p.request(0, 1, 1), common::now()).await.expect("hold");
     w.reservation.id
@@ -40,7 +40,7 @@ async fn a_new_file_is_created_in_wal_mode_with_the_schema_version() {
 #[tokio::test]
 async fn reopening_keeps_the_data_and_applies_nothing_twice() {
     let dir = TestDir::new();
-    let id = seeded(&dir).await;
+    let id = seeded(&dir.db()).await;
     let store = SqliteStore::open(dir.db()).expect("reopen");
     assert_eq!(store.get(id).await.unwrap().id, id);
     assert_eq!(count(&dir.db(), "SELECT count(*) FROM parq_schema"), SCHEMA_VERSION);
@@ -49,7 +49,7 @@ async fn reopening_keeps_the_data_and_applies_nothing_twice() {
 #[tokio::test]
 async fn a_newer_schema_is_refused_and_left_untouched() {
     let dir = TestDir::new();
-    let id = seeded(&dir).await;
+    let id = seeded(&dir.db()).await;
     let newer = SCHEMA_VERSION + 1;
     Connection::open(dir.db())
         .unwrap()
@@ -147,4 +147,84 @@ async fn a_missing_or_unusable_directory_is_refused() {
     );
     let e = parq_core::Error::from(SqliteStore::open(&missing).unwrap_err());
     assert!(e.to_string().contains("directory must exist and be writable"), "{e}");
+}
+
+/// The effective user id of this process.
+fn euid() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status.lines().find(|l| l.starts_with("Uid:")).expect("a Uid line");
+    line.split_whitespace().nth(2).expect("the effective uid").parse().expect("a number")
+}
+
+/// What a user without write permission meets (run as that user).
+fn refused_without_permission(root: &std::path::Path) {
+    match SqliteStore::open(root.join("read-only-dir").join("parq.db")) {
+        Err(OpenError::CannotOpen { .. }) => {}
+        other => panic!("a new file in a read-only directory: expected CannotOpen, got {other:?}"),
+    }
+    match SqliteStore::open(root.join("writable-dir").join("parq.db")) {
+        Err(OpenError::ReadOnly { .. }) => {}
+        other => panic!("a read-only file: expected ReadOnly, got {other:?}"),
+    }
+    match SqliteStore::open(root.join("locked-dir").join("parq.db")) {
+        Err(e @ (OpenError::CannotOpen { .. } | OpenError::ReadOnly { .. })) => {
+            assert!(e.to_string().contains("directory"), "the message names the directory: {e}")
+        }
+        other => panic!("a writable file in a read-only directory (no room for its WAL): got {other:?}"),
+    }
+}
+
+/// Permissions are checked as an unprivileged user: root writes anywhere, so as root the test
+/// runs its checks in a child process of this executable as `nobody` (through `setpriv`).
+#[tokio::test]
+async fn a_directory_or_file_without_write_permission_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if std::env::var("PARQ_SQLITE_CHILD").as_deref() == Ok("unprivileged") {
+        return refused_without_permission(std::path::Path::new(&std::env::var("PARQ_SQLITE_ROOT").unwrap()));
+    }
+    let dir = TestDir::new();
+    let root = dir.path();
+    let mode = |p: &std::path::Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    fs::create_dir(root.join("read-only-dir")).unwrap();
+    for sub in ["writable-dir", "locked-dir"] {
+        fs::create_dir(root.join(sub)).unwrap();
+        seeded(&root.join(sub).join("parq.db")).await;
+        assert!(!root.join(sub).join("parq.db-wal").exists(), "closed cleanly");
+    }
+    mode(root, 0o755);
+    mode(&root.join("read-only-dir"), 0o555);
+    mode(&root.join("writable-dir"), 0o777);
+    mode(&root.join("writable-dir").join("parq.db"), 0o444);
+    mode(&root.join("locked-dir"), 0o555);
+    mode(&root.join("locked-dir").join("parq.db"), 0o666);
+    let before: Vec<Vec<u8>> = ["writable-dir", "locked-dir"]
+        .iter()
+        .map(|d| fs::read(root.join(d).join("parq.db")).unwrap())
+        .collect();
+
+    if euid() == 0 {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["a_directory_or_file_without_write_permission_is_refused", "--exact", "--nocapture"])
+            .env("PARQ_SQLITE_CHILD", "unprivileged")
+            .env("PARQ_SQLITE_ROOT", root)
+            .output()
+            .expect("setpriv (util-linux) runs the checks as nobody");
+        assert!(
+            out.status.success(),
+            "the unprivileged checks failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        refused_without_permission(root);
+    }
+    let after: Vec<Vec<u8>> = ["writable-dir", "locked-dir"]
+        .iter()
+        .map(|d| fs::read(root.join(d).join("parq.db")).unwrap())
+        .collect();
+    assert!(before == after, "the files were left as they were");
+    assert!(!root.join("read-only-dir").join("parq.db").exists(), "nothing was created");
+    mode(&root.join("locked-dir"), 0o755);
 }
