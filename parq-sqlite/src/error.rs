@@ -87,7 +87,8 @@ pub enum OpenError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The writer thread could not be started.
+    /// The writer thread could not be started (or the blocking task opening the file was
+    /// cancelled by the runtime's shutdown).
     #[error("could not start the SQLite writer thread")]
     Thread(#[source] std::io::Error),
 }

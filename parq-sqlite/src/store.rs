@@ -167,6 +167,9 @@ impl SqliteStore {
     /// Opens the database at `path` with the default [`SqliteOptions`], creating it when the
     /// file does not exist, and applies the migrations it lacks.
     ///
+    /// This blocks while it opens and migrates the file (waiting up to the busy timeout for
+    /// another process); from async code use [`open_async`](Self::open_async).
+    ///
     /// # Errors
     /// [`OpenError`]: the directory is missing or not writable, the file is read-only, not an
     /// SQLite database or corrupt, belongs to another application, or has a schema newer than
@@ -199,6 +202,25 @@ impl SqliteStore {
             idle: Mutex::new(Vec::new()),
         });
         Ok(Self { inner: Arc::new(Inner { path, tx: Some(tx), writer: Some(writer), counters, readers }) })
+    }
+
+    /// [`open_with`](Self::open_with) on tokio's blocking threads, so the runtime is not
+    /// blocked while the file is opened and migrated.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, or when opening panicked.
+    pub async fn open_async(path: impl Into<PathBuf>, options: SqliteOptions) -> Result<Self, OpenError> {
+        let path = path.into();
+        match tokio::task::spawn_blocking(move || Self::open_with(path, options)).await {
+            Ok(opened) => opened,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(cancelled) => Err(OpenError::Thread(std::io::Error::other(cancelled))),
+            },
+        }
     }
 
     /// The database file.

@@ -41,7 +41,7 @@ async fn a_new_file_is_created_in_wal_mode_with_the_schema_version() {
 async fn reopening_keeps_the_data_and_applies_nothing_twice() {
     let dir = TestDir::new();
     let id = seeded(&dir.db()).await;
-    let store = SqliteStore::open(dir.db()).expect("reopen");
+    let store = SqliteStore::open_async(dir.db(), SqliteOptions::default()).await.expect("reopen");
     assert_eq!(store.get(id).await.unwrap().id, id);
     assert_eq!(count(&dir.db(), "SELECT count(*) FROM parq_schema"), SCHEMA_VERSION);
 }
