@@ -6,6 +6,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::error::OpenError;
+use crate::store::SqliteOptions;
 
 /// One migration: applied once per database, in version order.
 struct Migration {
@@ -41,7 +42,7 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> 
 
 /// Opens the writer's connection on `path` (creating the file when it does not exist), puts
 /// the database in WAL mode, checks it and applies the migrations it lacks.
-pub(crate) fn open_writer(path: &Path, busy_timeout: Duration, check: bool) -> Result<Connection, OpenError> {
+pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, OpenError> {
     let fail = |e| OpenError::from_sqlite(path, e);
     if path.is_dir() {
         return Err(OpenError::CannotOpen {
@@ -58,14 +59,17 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration, check: bool) -> R
     if conn.is_readonly(rusqlite::MAIN_DB).map_err(fail)? {
         return Err(OpenError::ReadOnly { path: path.to_path_buf(), source: None });
     }
-    configure(&conn, busy_timeout).map_err(fail)?;
+    configure(&conn, options.busy_timeout).map_err(fail)?;
+    if let Some(pages) = options.max_pages {
+        conn.pragma_update(None, "max_page_count", i64::try_from(pages).unwrap_or(i64::MAX)).map_err(fail)?;
+    }
     // The first read of the file: a file that is not a database fails here.
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(fail)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(OpenError::NoWal { path: path.to_path_buf(), mode });
     }
-    if check {
+    if options.integrity_check {
         let report: Vec<String> = conn
             .prepare("PRAGMA quick_check")
             .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())

@@ -37,6 +37,9 @@ pub struct SqliteOptions {
     /// Run `PRAGMA quick_check` at open and refuse a damaged file. It reads the whole file, so
     /// it is off by default; a file that is not a database is refused either way.
     pub integrity_check: bool,
+    /// The most pages (4 KiB each) the file may grow to; writes past it fail with
+    /// `Unavailable` (the database is full) and write nothing. Default: no limit but SQLite's.
+    pub max_pages: Option<u64>,
 }
 
 impl Default for SqliteOptions {
@@ -47,6 +50,7 @@ impl Default for SqliteOptions {
             queue: 4096,
             readers: 8,
             integrity_check: false,
+            max_pages: None,
         }
     }
 }
@@ -61,6 +65,12 @@ impl SqliteOptions {
     /// The options with at most `max_batch` writes per transaction (at least 1).
     pub fn max_batch(mut self, max_batch: usize) -> Self {
         self.max_batch = max_batch.max(1);
+        self
+    }
+
+    /// The options with at most `pages` pages (of 4 KiB) in the file.
+    pub fn max_pages(mut self, pages: u64) -> Self {
+        self.max_pages = Some(pages);
         self
     }
 
@@ -184,7 +194,7 @@ impl SqliteStore {
     /// As [`open`](Self::open).
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, OpenError> {
         let path = path.as_ref().to_path_buf();
-        let conn = crate::migrate::open_writer(&path, options.busy_timeout, options.integrity_check)?;
+        let conn = crate::migrate::open_writer(&path, &options)?;
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let counters = Arc::new(Counters::default());
         let max_batch = options.max_batch.max(1);

@@ -82,15 +82,31 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
         }
         let mut answered: Vec<(oneshot::Sender<Result<Done>>, Result<Done>)> = Vec::with_capacity(todo.len());
         let mut broken = None;
+        let mut own = None;
         while let Some(job) = todo.pop_front() {
             if let Err(e) = conn.execute_batch("SAVEPOINT parq_write") {
-                todo.push_front(job);
+                // Answered with the transaction's failure below, so a failure that repeats
+                // cannot keep the writer from making progress.
+                answered.push((job.reply, Ok(Done::Unit)));
                 broken = Some(e);
                 break;
             }
             // A panic in one write is that write's failure, not the writer's end.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(conn, job.op)))
                 .unwrap_or_else(|_| Err(Error::backend("sqlite", "a write panicked; it was rolled back")));
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back on its own (a full disk, an I/O
+                // error): this write is answered with its own error, which says why; the
+                // others of the transaction with the same cause.
+                let code =
+                    result.as_ref().err().and_then(sqlite_cause).unwrap_or(rusqlite::ffi::SQLITE_ABORT);
+                broken = Some(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(code),
+                    Some("SQLite rolled the transaction back".into()),
+                ));
+                own = Some((job.reply, result));
+                break;
+            }
             let end = if result.is_ok() {
                 conn.execute_batch("RELEASE parq_write")
             } else {
@@ -99,14 +115,6 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
             answered.push((job.reply, result));
             if let Err(e) = end {
                 broken = Some(e);
-                break;
-            }
-            if conn.is_autocommit() {
-                // SQLite ended the transaction on its own (an I/O error, a full disk).
-                broken = Some(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
-                    Some("the transaction was rolled back by SQLite".into()),
-                ));
                 break;
             }
         }
@@ -135,7 +143,27 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
                 }
             }
         }
+        if let Some((reply, result)) = own {
+            let _ = reply.send(result);
+        }
     }
+}
+
+/// The SQLite result code (extended) behind a write's error, if SQLite caused it.
+fn sqlite_cause(e: &Error) -> Option<std::ffi::c_int> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        let found = match x.downcast_ref::<SqlError>() {
+            Some(SqlError::Db(r)) => Some(r),
+            Some(SqlError::Batch(r)) => Some(&**r),
+            _ => x.downcast_ref::<rusqlite::Error>(),
+        };
+        if let Some(code) = found.and_then(rusqlite::Error::sqlite_error) {
+            return Some(code.extended_code);
+        }
+        cur = x.source();
+    }
+    None
 }
 
 fn apply(conn: &Connection, op: Op) -> Result<Done> {

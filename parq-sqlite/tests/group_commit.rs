@@ -159,3 +159,68 @@ async fn a_reopened_store_has_every_acknowledged_hold() {
     assert_eq!(fences.len(), 640, "fencing numbers are unique per spot");
     assert_eq!(reopened.last_seq(p.lot.id).await.unwrap(), 640);
 }
+
+/// A write that finds the database full fails alone with `Unavailable` and writes nothing; the
+/// writer goes on answering, and everything acknowledged before is in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_database_refuses_writes_and_keeps_what_it_acknowledged() {
+    let dir = TestDir::new();
+    let store =
+        Arc::new(SqliteStore::open_with(dir.db(), SqliteOptions::default().max_pages(60)).expect("open"));
+    let p = Place::new(&*store).await;
+    let mut acked = Vec::new();
+    let mut full = None;
+    for h in 0..100_000 {
+        match store.hold(p.request((h % 4) as usize, h, 1), common::now()).await {
+            Ok(w) => acked.push(w.reservation),
+            Err(e) => {
+                full = Some(e);
+                break;
+            }
+        }
+    }
+    match full {
+        Some(Error::Unavailable { retryable: false, message, .. }) => {
+            assert!(message.contains("full"), "{message}")
+        }
+        other => panic!("expected the database to fill up, got {other:?}"),
+    }
+    assert!(acked.len() > 10, "some holds fit: {}", acked.len());
+    // Concurrent writes into the full file: each is refused on its own, none hangs.
+    let tasks: Vec<_> = (0..16)
+        .map(|k| {
+            let (store, p) = (store.clone(), p.clone());
+            tokio::spawn(
+                async move { store.hold(p.request(k % 4, 200_000 + k as i64, 1), common::now()).await },
+            )
+        })
+        .collect();
+    for t in tasks {
+        match t.await.unwrap() {
+            Err(Error::Unavailable { retryable: false, .. }) => {}
+            Ok(w) => acked.push(w.reservation),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(store.get(acked[0].id).await.unwrap(), acked[0], "reads go on");
+    drop(Arc::into_inner(store).expect("the tasks are done"));
+
+    let reopened = SqliteStore::open(dir.db()).expect("reopen without the limit");
+    for r in &acked {
+        assert_eq!(&reopened.get(r.id).await.unwrap(), r);
+    }
+    let c = Connection::open(dir.db()).unwrap();
+    let (rows, events, max_seq): (i64, i64, i64) = c
+        .query_row(
+            "SELECT (SELECT count(*) FROM reservations), (SELECT count(*) FROM events), (SELECT max(seq) FROM events)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (rows, events, max_seq),
+        (acked.len() as i64, acked.len() as i64, acked.len() as i64),
+        "nothing refused was written"
+    );
+    reopened.hold(p.request(0, 300_000, 1), common::now()).await.expect("room again without the limit");
+}
