@@ -56,7 +56,7 @@ impl Default for SqliteOptions {
 }
 
 impl SqliteOptions {
-    /// The default options with `busy_timeout`.
+    /// The options with `busy_timeout`.
     pub fn busy_timeout(mut self, busy_timeout: Duration) -> Self {
         self.busy_timeout = busy_timeout;
         self
