@@ -39,7 +39,11 @@ struct TestAccounts {
 async fn make_pg_accounts() -> Accounts {
     let schema = format!("parq_t_{}", uuid::Uuid::new_v4().simple());
     let pool = Pool::builder(Manager::new(pg_config(), NoTls)).max_size(16).build().expect("a pool");
-    parq_server::pg::migrate(&pool, &schema).await.unwrap_or_else(|e| {
+    let mut client = pool.get().await.unwrap_or_else(|e| {
+        panic!("cannot reach PostgreSQL ({e}); set PARQ_TEST_PG_URL to the URL of a running server")
+    });
+    let migrations = &parq_server::backends::postgres::MIGRATIONS;
+    parq_postgres::migrate::run(&mut client, &schema, migrations).await.unwrap_or_else(|e| {
         panic!(
             "cannot migrate a schema on PostgreSQL ({e}); set PARQ_TEST_PG_URL to the URL of a running server"
         )
