@@ -184,6 +184,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("public_parking_file", Kind::Str),
 ];
 
+fn parse_table(text: &str, path: &str) -> Result<Table, ConfigError> {
+    text.parse::<Table>().map_err(|e| ConfigError::Toml { path: path.to_owned(), message: e.to_string() })
+}
+
 fn kind_of(key: &str) -> Option<Kind> {
     KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind)
 }
@@ -230,10 +234,7 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-                text.parse::<Table>().map_err(|e| ConfigError::Toml {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?
+                parse_table(&text, &path.display().to_string())?
             }
         };
         for (name, value) in env {
@@ -249,6 +250,21 @@ impl Config {
         for (key, value) in flags {
             set(&mut table, key, value)?;
         }
+        Self::from_table(table)
+    }
+
+    /// The configuration a TOML text gives on its own (no environment, no flags): what
+    /// [`load`](Self::load) makes of a file with this text. `<secret>_file` keys are read as
+    /// `load` reads them; every other key is checked without touching the system.
+    ///
+    /// # Errors
+    /// [`ConfigError::Toml`] (path `<text>`) when the text is not TOML, [`ConfigError::Invalid`]
+    /// for an unknown key or a wrong value, [`ConfigError::Read`] for an unreadable secret file.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Self::from_table(parse_table(text, "<text>")?)
+    }
+
+    fn from_table(mut table: Table) -> Result<Config, ConfigError> {
         // Secrets from files.
         for (key, kind) in KEYS {
             if *kind != Kind::Secret {
@@ -358,5 +374,15 @@ mod tests {
         std::fs::write(&file, "nonsense = 1\n").unwrap();
         assert!(Config::load(Some(&file), env(&[]), &[]).is_err(), "unknown keys are refused");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_text_reads_as_a_file_does() {
+        let c = Config::from_toml_str("bind = \"127.0.0.1:9000\"\nrate_ip = 7\n").unwrap();
+        assert_eq!((c.bind.as_str(), c.rate_ip), ("127.0.0.1:9000", 7));
+        assert_eq!(Config::from_toml_str("").unwrap(), Config::default());
+        assert!(matches!(Config::from_toml_str("bind = "), Err(ConfigError::Toml { .. })));
+        assert!(matches!(Config::from_toml_str("nonsense = 1"), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(Config::from_toml_str("rate_ip = 0"), Err(ConfigError::Invalid { .. })));
     }
 }

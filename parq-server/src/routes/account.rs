@@ -17,6 +17,7 @@ use crate::state::AppState;
 /// How many recovery codes a confirmed enrolment gets.
 const RECOVERY_CODES: usize = 10;
 
+/// The body of `POST /api/v1/auth/register`: an email address and a password.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
@@ -63,6 +64,7 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
 }
 
+/// The body of `POST /api/v1/auth/login`: the credentials, and a TOTP or recovery code when enrolled.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
@@ -173,6 +175,7 @@ pub async fn totp_enrol(State(s): State<AppState>, user: User) -> ApiResult<Json
     })))
 }
 
+/// The body of `POST /api/v1/me/mfa/totp/confirm`: a code from the authenticator app.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmBody {

@@ -12,6 +12,7 @@ use crate::extract::{ApiJson, ApiQuery, GateCaller};
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 
+/// The body of `POST /api/v1/gates/scan`: what a gate read, where and when.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScanBody {

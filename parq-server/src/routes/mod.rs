@@ -12,6 +12,13 @@ pub mod views;
 
 pub(crate) use ops::index as ops_index;
 
+// The JSON request bodies (besides those in `views`), public so that they can be parsed on
+// their own (the fuzz targets do).
+pub use account::{ConfirmBody, LoginBody, RegisterBody};
+pub use gates::ScanBody;
+pub use operator::{BlackoutsBody, KeyBody, LotBody, SpotBody};
+pub use payments::PayBody;
+
 use axum::Router;
 use axum::handler::Handler;
 use axum::http::Method;

@@ -141,6 +141,7 @@ pub async fn spots(
     Ok(Json(json!({ "spots": s.engine.spots(id).await? })))
 }
 
+/// The body of `POST /api/v1/operator/lots/{lot_id}/spots`: a spot to add.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpotBody {
@@ -179,6 +180,7 @@ pub async fn set_rates(
     Ok(Json(lot))
 }
 
+/// The body of `PUT /api/v1/operator/lots/{lot_id}/blackouts`: the lot's blackout windows.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlackoutsBody {
@@ -239,6 +241,7 @@ pub async fn occupancy(
     })))
 }
 
+/// The body of `POST /api/v1/operator/keys`: which key to make.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyBody {

@@ -40,6 +40,7 @@ pub async fn webhook_test(
     Ok(Json(json!({ "received": true, "reservation": ReservationView::from(r) })))
 }
 
+/// The body of `POST /api/v1/test-gateway/intents/{intent_id}/pay`: how the test payment goes.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PayBody {
