@@ -62,14 +62,19 @@ pub fn verify_signature(payload: &[u8], header: &str, secret: &[u8], now: Timest
     mac.update(b".");
     mac.update(payload);
     // `verify_slice` compares in constant time; any one valid signature is enough (Stripe
-    // signs with every active secret while one is rolled).
-    let valid =
-        candidates.iter().any(|c| hex::decode(c).is_ok_and(|sig| mac.clone().verify_slice(&sig).is_ok()));
+    // signs with every active secret while one is rolled). Stripe writes signatures in
+    // lower-case hex (its libraries compare the text): another spelling of the same bytes is
+    // an altered header, refused.
+    let lower_hex = |c: &str| c.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let valid = candidates
+        .iter()
+        .any(|c| lower_hex(c) && hex::decode(c).is_ok_and(|sig| mac.clone().verify_slice(&sig).is_ok()));
     if !valid {
         return Err(bad("no v1 signature matches the payload and the webhook secret".into()));
     }
-    let age = now.as_second() - t;
-    if age.abs() > TOLERANCE_SECS {
+    // `t` is any signed number: its distance from the clock must not overflow.
+    let age = i128::from(now.as_second()) - i128::from(t);
+    if age.abs() > i128::from(TOLERANCE_SECS) {
         return Err(bad(format!(
             "timestamp {t} is {age} s from now, outside the {TOLERANCE_SECS} s tolerance (replayed or clock skew)"
         )));
@@ -234,6 +239,27 @@ mod tests {
             let ts = t + offset;
             let header = format!("t={ts},v1={}", sign(body, ts, SECRET));
             assert_eq!(verify_signature(body, &header, SECRET, now).is_ok(), ok, "offset {offset}");
+        }
+    }
+
+    #[test]
+    fn one_spelling_and_any_timestamp() {
+        // Found by fuzzing: the same signature in upper-case hex was accepted, so a delivery
+        // altered in its header still verified. Stripe signs in lower-case hex and its
+        // libraries compare the text.
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let t = now.as_second();
+        let body = b"{}";
+        let good = sign(body, t, SECRET);
+        assert!(good.bytes().any(|b| b.is_ascii_lowercase()), "the test needs a letter in the signature");
+        let header = format!("t={t},v1={}", good.to_uppercase());
+        let err = verify_signature(body, &header, SECRET, now).unwrap_err();
+        assert!(matches!(err, Error::Invalid { field: "signature", .. }), "{header}: {err}");
+        // A correctly signed timestamp far from the clock is refused, not an overflow.
+        for ts in [i64::MIN, i64::MIN + 1, -1, i64::MAX] {
+            let header = format!("t={ts},v1={}", sign(body, ts, SECRET));
+            let err = verify_signature(body, &header, SECRET, now).unwrap_err();
+            assert!(matches!(err, Error::Invalid { field: "signature", .. }), "{header}: {err}");
         }
     }
 

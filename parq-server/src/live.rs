@@ -234,11 +234,7 @@ async fn admit(state: &Ctx, s: &SocketRef, auth: Option<serde_json::Value>) -> R
         state.metrics.rate_limited();
         return Err(Refused("rate_limited: too many requests from this address; slow down".into()));
     }
-    let token = match auth.as_ref().and_then(|a| a.get("token")) {
-        None | Some(serde_json::Value::Null) => return Ok(()),
-        Some(serde_json::Value::String(t)) => t.trim().to_owned(),
-        Some(_) => return Err(Refused("bad_request: auth.token must be a string".into())),
-    };
+    let Some(token) = auth_token(auth.as_ref()).map_err(Refused)? else { return Ok(()) };
     match crate::middleware::resolve(state, &token).await {
         Ok(Some(Principal::User { id, .. })) => {
             s.extensions.insert(Driver(id));
@@ -296,18 +292,36 @@ fn register(state: &Ctx, s: &SocketRef) {
     });
 }
 
-#[derive(Debug, Deserialize)]
+/// The payload of a `subscribe` event: `{lot, after?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Subscribe {
-    lot: LotId,
+pub struct Subscribe {
+    /// The lot to follow.
+    pub lot: LotId,
+    /// The last event the client has seen; the events after it are replayed.
     #[serde(default)]
-    after: Option<u64>,
+    pub after: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The payload of an `unsubscribe` event: `{lot}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Unsubscribe {
-    lot: LotId,
+pub struct Unsubscribe {
+    /// The lot to stop following.
+    pub lot: LotId,
+}
+
+/// The token of a connection's `auth` payload: `None` when there is none (`auth` absent,
+/// without `token`, or `token: null`), else the trimmed string.
+///
+/// # Errors
+/// The refusal's message when `token` is not a string.
+pub fn auth_token(auth: Option<&serde_json::Value>) -> Result<Option<String>, String> {
+    match auth.and_then(|a| a.get("token")) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(t)) => Ok(Some(t.trim().to_owned())),
+        Some(_) => Err("bad_request: auth.token must be a string".into()),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -480,4 +494,19 @@ pub async fn relay(hub: Hub, mut stop: watch::Receiver<bool>) {
         }
     }
     io.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_tokens() {
+        use serde_json::json;
+        assert_eq!(auth_token(None), Ok(None));
+        assert_eq!(auth_token(Some(&json!({}))), Ok(None));
+        assert_eq!(auth_token(Some(&json!({ "token": null }))), Ok(None));
+        assert_eq!(auth_token(Some(&json!({ "token": " abc " }))), Ok(Some("abc".into())));
+        assert!(auth_token(Some(&json!({ "token": 42 }))).is_err());
+    }
 }

@@ -104,6 +104,17 @@ impl WebConfig {
     }
 }
 
+/// The GeoJSON FeatureCollection the web page is given for a public parking file's `text`
+/// (GeoJSON, or a JSON array of `{name, lat, lon, capacity?, notes?}`), as
+/// [`WebConfig::load`] reads it.
+///
+/// # Errors
+/// Why the text is not a list of free public parking places.
+pub fn public_parking_geojson(text: &str) -> Result<Value, String> {
+    let collection = parse_public_parking(text).map(feature_collection)?;
+    serde_json::to_value(collection).map_err(|e| e.to_string())
+}
+
 /// Reads free public parking from GeoJSON (a FeatureCollection of Point features whose
 /// properties have `name` and optionally `capacity` and `notes`) or from a JSON array of
 /// `{name, lat, lon, capacity?, notes?}`.
@@ -296,5 +307,14 @@ mod tests {
         ] {
             assert!(parse_public_parking(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_geojson_of_a_file_reads_as_itself() {
+        let arr = r#"[{"name":"B","lat":34.6,"lon":33.0,"notes":"free"}]"#;
+        let geo = public_parking_geojson(arr).unwrap();
+        assert_eq!(geo["features"][0]["geometry"]["coordinates"], serde_json::json!([33.0, 34.6]));
+        assert_eq!(public_parking_geojson(&geo.to_string()).unwrap(), geo);
+        assert!(public_parking_geojson("nope").is_err());
     }
 }

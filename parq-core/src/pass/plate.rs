@@ -25,7 +25,17 @@ pub fn normalize_plate(plate: &str) -> Result<String> {
         if !(c.is_alphabetic() || c.is_ascii_digit()) {
             return Err(Error::invalid("plate", format!("{c:?} cannot appear in a licence plate")));
         }
-        out.extend(c.to_uppercase());
+        // Some letters upper-case to a letter and combining marks (`ΐ` to `Ϊ́`), which are
+        // not letters: such a plate would normalise to a form that is itself refused.
+        for u in c.to_uppercase() {
+            if !(u.is_alphabetic() || u.is_ascii_digit()) {
+                return Err(Error::invalid(
+                    "plate",
+                    format!("{c:?} upper-cases to {u:?}, which cannot appear in a licence plate"),
+                ));
+            }
+            out.push(u);
+        }
     }
     let len = out.chars().count();
     if len == 0 {
@@ -68,5 +78,19 @@ mod tests {
         assert!(normalize_plate(&"A".repeat(MAX_PLATE_LEN + 1)).is_err());
         // Separators do not count towards the length.
         assert!(normalize_plate(&"A-".repeat(MAX_PLATE_LEN)).is_ok());
+    }
+
+    #[test]
+    fn a_normalised_plate_normalises_to_itself() {
+        // Found by fuzzing: `ΐ` (U+0390) upper-cases to `Ι` with two combining accents, which
+        // the plate then refused when normalised again.
+        for plate in ["ΙΐΝ24", "ǰ 123", "ab-12 3.c", "MÜ-x 99", "straße 1", "ǆ 5"] {
+            if let Ok(once) = normalize_plate(plate) {
+                assert_eq!(normalize_plate(&once).ok(), Some(once), "{plate:?}");
+            }
+        }
+        assert!(matches!(normalize_plate("ΙΐΝ24"), Err(Error::Invalid { field: "plate", .. })));
+        assert!(matches!(normalize_plate("ǰ 123"), Err(Error::Invalid { field: "plate", .. })));
+        assert_eq!(normalize_plate("straße 1").unwrap(), "STRASSE1");
     }
 }

@@ -14,6 +14,13 @@ mod public;
 pub mod views;
 mod web;
 
+// The JSON request bodies (besides those in `views`), public so that they can be parsed on
+// their own (the fuzz targets do).
+pub use account::{ConfirmBody, LoginBody, RegisterBody};
+pub use gates::ScanBody;
+pub use operator::{BlackoutsBody, KeyBody, LotBody, SpotBody};
+pub use payments::PayBody;
+
 use axum::Router;
 use axum::http::Method;
 use axum::middleware::from_fn;
