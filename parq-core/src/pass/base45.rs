@@ -4,6 +4,10 @@
 //! Every two bytes become three characters and a trailing single byte becomes two. Decoding is
 //! strict: a character outside the alphabet, a length of the form `3n + 1`, or a group whose
 //! value does not fit its bytes is an error, so each byte string has exactly one text form.
+//!
+//! Written here rather than taken from the `base45` crate (3.2): that crate decodes a final
+//! group out of range (`"ZZ"`, 1610) by truncating it to a byte (`[74]`), so one pass would
+//! have several texts, and its error says neither where nor why.
 
 /// The 45 characters, in value order.
 pub const ALPHABET: &[u8; 45] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
@@ -148,6 +152,7 @@ mod tests {
         assert_eq!(decode("BB8GGW"), Err(Base45Error::OutOfRange { position: 3 }));
         // A final pair holds one byte: 256 = "V5" (31 + 5*45) is too large, 255 = "U5" is not.
         assert_eq!(decode("V5"), Err(Base45Error::OutOfRange { position: 0 }));
+        assert_eq!(decode("ZZ"), Err(Base45Error::OutOfRange { position: 0 }));
         assert_eq!(decode("BB8::"), Err(Base45Error::OutOfRange { position: 3 }));
         assert_eq!(decode("U5").unwrap(), [255]);
     }
