@@ -76,10 +76,13 @@ impl App {
             (false, _) => None,
             // In a file: made on the first start only.
             (true, Some(lite)) => {
-                let (info, loaded) = demo::load_once(&engine, &b.accounts, &lite.db, op_key, gate_key).await?;
+                let (info, loaded) =
+                    demo::load_once(&engine, &b.accounts, &lite.db, op_key, gate_key).await?;
                 Some((info, loaded))
             }
-            (true, None) => Some((demo::load(&engine, &b.accounts, op_key, gate_key).await?, demo::Loaded::Created)),
+            (true, None) => {
+                Some((demo::load(&engine, &b.accounts, op_key, gate_key).await?, demo::Loaded::Created))
+            }
         };
         let (demo, demo_loaded) = match demo {
             Some((info, loaded)) => (Some(info), Some(loaded)),

@@ -145,10 +145,12 @@ pub fn main() -> ExitCode {
 
 fn backup(config: &Config, to: &std::path::Path) -> ExitCode {
     let Some(from) = config.sqlite_path() else {
-        eprintln!("parq: backup copies an SQLite store; store_url is not sqlite:// (back PostgreSQL up with pg_dump)");
+        eprintln!(
+            "parq: backup copies an SQLite store; store_url is not sqlite:// (back PostgreSQL up with pg_dump)"
+        );
         return ExitCode::from(2);
     };
-    match crate::backends::sqlite::backup(&from, to) {
+    match crate::sqlite::backup(&from, to) {
         Ok(()) => {
             println!("backed up {} to {}", from.display(), to.display());
             ExitCode::SUCCESS
@@ -201,7 +203,10 @@ async fn serve(config: Config) -> ExitCode {
     tracing::info!(addr = %running.addr, store = names.store, lock = names.lock, notifier = names.notifier,
         gateway = names.gateway, accounts = names.accounts, "listening");
     if let Some(lite) = &running.app.state().backends.sqlite {
-        println!("data: {} (SQLite; `parq backup <file>` copies it; --memory keeps nothing)", lite.path.display());
+        println!(
+            "data: {} (SQLite; `parq backup <file>` copies it; --memory keeps nothing)",
+            lite.path.display()
+        );
     }
     if let Some(demo) = running.app.demo() {
         match running.app.demo_loaded() {

@@ -181,7 +181,7 @@ pub enum Loaded {
 pub async fn load_once(
     engine: &Engine,
     accounts: &Accounts,
-    db: &std::sync::Arc<crate::backends::sqlite::SqliteDb>,
+    db: &std::sync::Arc<crate::sqlite::SqliteDb>,
     operator_key: Option<String>,
     gate_key: Option<String>,
 ) -> Result<(DemoInfo, Loaded)> {
@@ -237,11 +237,7 @@ pub async fn load(
     operator_key: Option<String>,
     gate_key: Option<String>,
 ) -> Result<DemoInfo> {
-    let operator = Operator {
-        id: operator_id(),
-        name: "ParQ Demo Cyprus".into(),
-        max_holds_per_user: None,
-    };
+    let operator = Operator { id: operator_id(), name: "ParQ Demo Cyprus".into(), max_holds_per_user: None };
     engine.put_operator(&operator).await?;
     let mut lots = Vec::new();
     for plan in plans() {

@@ -10,7 +10,7 @@ use parq_sqlite::rusqlite::{self, OptionalExtension, Row, TransactionBehavior, p
 use uuid::Uuid;
 
 use super::{Account, AccountStore, ApiKeyRecord, Role, SessionRecord, TotpEnrolment};
-use crate::backends::sqlite::SqliteDb;
+use crate::sqlite::SqliteDb;
 
 /// An [`AccountStore`] in the server's tables of an SQLite file.
 #[derive(Debug, Clone)]
@@ -71,7 +71,8 @@ fn account(conn: &rusqlite::Connection, r: &Row<'_>) -> rusqlite::Result<Account
         password_hash: r.get(2)?,
         role: role(&r.get::<_, String>(3)?)?,
         operator: operator.as_deref().map(uuid).transpose()?.map(OperatorId::from_uuid),
-        totp: secret.map(|secret| -> rusqlite::Result<_> { Ok(TotpEnrolment { secret, confirmed: r.get(6)? }) })
+        totp: secret
+            .map(|secret| -> rusqlite::Result<_> { Ok(TotpEnrolment { secret, confirmed: r.get(6)? }) })
             .transpose()?,
         totp_last_step: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
         created_at: instant(r.get(8)?)?,
@@ -221,7 +222,12 @@ impl AccountStore for SqliteAccounts {
                      VALUES (?1, ?2, ?3, ?4) \
                      ON CONFLICT (token_hash) DO UPDATE SET account_id = excluded.account_id, \
                          created_at_us = excluded.created_at_us, expires_at_us = excluded.expires_at_us",
-                    params![s.token_hash, s.user.as_uuid().to_string(), micros(s.created_at), micros(s.expires_at)],
+                    params![
+                        s.token_hash,
+                        s.user.as_uuid().to_string(),
+                        micros(s.created_at),
+                        micros(s.expires_at)
+                    ],
                 )?;
                 // Forget expired sessions now and then, so the table stays small.
                 if s.token_hash.ends_with("00") {
@@ -258,7 +264,9 @@ impl AccountStore for SqliteAccounts {
 
     async fn delete_session(&self, token_hash: &str) -> Result<()> {
         let token = token_hash.to_owned();
-        self.db.run(move |c| c.execute("DELETE FROM account_sessions WHERE token_hash = ?1", [token]).map(drop)).await
+        self.db
+            .run(move |c| c.execute("DELETE FROM account_sessions WHERE token_hash = ?1", [token]).map(drop))
+            .await
     }
 
     async fn put_api_key(&self, k: &ApiKeyRecord) -> Result<()> {

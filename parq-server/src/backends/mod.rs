@@ -33,7 +33,6 @@ use crate::accounts::{Accounts, MemoryAccounts, PgAccounts, SqliteAccounts};
 use crate::config::{Config, ConfigError};
 
 pub mod postgres;
-pub mod sqlite;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +48,7 @@ pub enum StartError {
     Store(#[from] parq_sqlite::OpenError),
     /// The server's tables in the SQLite file cannot be used.
     #[error("{0}")]
-    ServerDb(#[from] sqlite::SqliteDbError),
+    ServerDb(#[from] crate::sqlite::SqliteDbError),
     /// The data directory cannot be made.
     #[error(
         "cannot create the data directory {path}: {source}; set --data-dir (PARQ_DATA_DIR) to a writable \
@@ -120,7 +119,7 @@ pub struct Sqlite {
     /// The database file.
     pub path: PathBuf,
     /// The server's connections to it (accounts, idempotency records).
-    pub db: Arc<sqlite::SqliteDb>,
+    pub db: Arc<crate::sqlite::SqliteDb>,
 }
 
 /// The Redis side, when the lock is there.
@@ -249,14 +248,20 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
     let mut sqlite = None;
     let (store, store_name): (Arc<DynReservationStore>, _) = if let Some(path) = config.sqlite_path() {
         if path.as_os_str().is_empty() {
-            return Err(invalid("store_url", "sqlite:// needs a file path, as in sqlite:///var/lib/parq/parq.db").into());
+            return Err(invalid(
+                "store_url",
+                "sqlite:// needs a file path, as in sqlite:///var/lib/parq/parq.db",
+            )
+            .into());
         }
         if config.store_is_default_file() {
             let dir = config.data_dir_path();
-            std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
         }
-        let store = parq_sqlite::SqliteStore::open_async(path.clone(), parq_sqlite::SqliteOptions::default()).await?;
-        let db = Arc::new(sqlite::SqliteDb::open_async(path.clone()).await?);
+        let store =
+            parq_sqlite::SqliteStore::open_async(path.clone(), parq_sqlite::SqliteOptions::default()).await?;
+        let db = Arc::new(crate::sqlite::SqliteDb::open_async(path.clone()).await?);
         sqlite = Some(Sqlite { path, db });
         (Arc::new(store), "sqlite")
     } else if u.starts_with("memory:") {
@@ -409,7 +414,7 @@ pub async fn migrate(config: &Config, mut progress: impl FnMut(String)) -> Resul
             "SQLite database {}: up to date (store schema {}, server schema {})",
             lite.path.display(),
             parq_sqlite::SCHEMA_VERSION,
-            sqlite::SCHEMA_VERSION
+            crate::sqlite::SCHEMA_VERSION
         ));
         return Ok(());
     }

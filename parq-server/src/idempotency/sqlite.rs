@@ -11,7 +11,7 @@ use parq_core::Result;
 use parq_sqlite::rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{Begin, Fingerprint, IdempotencyStore, RecordId, STALE, Stored, TTL};
-use crate::backends::sqlite::SqliteDb;
+use crate::sqlite::SqliteDb;
 
 /// The `http_idempotency` table of the server's SQLite file.
 #[derive(Debug, Clone)]
@@ -94,7 +94,11 @@ impl IdempotencyStore for SqliteRecords {
                         }
                     }
                 }
-                Ok(Begin::Replay(Stored { status, headers: map, body: Bytes::from(body.unwrap_or_default()) }))
+                Ok(Begin::Replay(Stored {
+                    status,
+                    headers: map,
+                    body: Bytes::from(body.unwrap_or_default()),
+                }))
             })
             .await
     }
@@ -119,10 +123,7 @@ impl IdempotencyStore for SqliteRecords {
                 )?;
                 // Now and then, forget what is past keeping.
                 if body.len().is_multiple_of(64) {
-                    c.execute(
-                        "DELETE FROM http_idempotency WHERE started_at_us < ?1",
-                        [now - 2 * us(TTL)],
-                    )?;
+                    c.execute("DELETE FROM http_idempotency WHERE started_at_us < ?1", [now - 2 * us(TTL)])?;
                 }
                 Ok(())
             })

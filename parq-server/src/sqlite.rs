@@ -23,13 +23,13 @@ struct Migration {
 
 /// The server's tables, oldest first. A released migration never changes; a change is a new one.
 const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "accounts", sql: include_str!("../../migrations/sqlite/0001_accounts.sql") },
+    Migration { version: 1, name: "accounts", sql: include_str!("../migrations/sqlite/0001_accounts.sql") },
     Migration {
         version: 2,
         name: "http_idempotency",
-        sql: include_str!("../../migrations/sqlite/0002_http_idempotency.sql"),
+        sql: include_str!("../migrations/sqlite/0002_http_idempotency.sql"),
     },
-    Migration { version: 3, name: "demo_keys", sql: include_str!("../../migrations/sqlite/0003_demo_keys.sql") },
+    Migration { version: 3, name: "demo_keys", sql: include_str!("../migrations/sqlite/0003_demo_keys.sql") },
 ];
 
 /// The newest version of the server's tables this binary knows.
@@ -274,8 +274,9 @@ pub fn backup(from: &Path, to: &Path) -> Result<(), String> {
     if to.exists() {
         return Err(format!("{} exists: give the backup a new file name", to.display()));
     }
-    let src = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| format!("cannot open {}: {e}", from.display()))?;
+    let src =
+        Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| format!("cannot open {}: {e}", from.display()))?;
     src.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
     let mut dst = Connection::open(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
     {
