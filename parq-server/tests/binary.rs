@@ -82,11 +82,7 @@ fn migrate_on_memory_and_unusable_backends_refused() {
     assert!(err.contains("postgres is unreachable"), "{err}");
     assert!(!err.contains("hunter2"), "the password in the URL is not printed: {err}");
 
-    let out = Command::new(PARQ)
-        .args(["serve", "--memory"])
-        .env("PARQ_GATEWAY", "stripe")
-        .output()
-        .unwrap();
+    let out = Command::new(PARQ).args(["serve", "--memory"]).env("PARQ_GATEWAY", "stripe").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stripe_secret_key"));
 }
