@@ -32,6 +32,11 @@
 //! | `map_style_url` | — | a MapLibre/Mapbox style for the web map (else a plain style without tiles) |
 //! | `map_tile_url` | — | an XYZ raster tile template drawn under the map's layers (`…/{z}/{x}/{y}.png`) |
 //! | `public_parking_file` | — | GeoJSON points of free public parking, shown as a layer on the map (the demo has its own) |
+//!
+//! On SQLite (the default) everything the server keeps is in that one file: `parq backup FILE`
+//! copies it with SQLite's online backup while the server runs, and
+//! `sqlite3 -readonly <data dir>/parq.db` opens it to look (`.tables`,
+//! `SELECT state, count(*) FROM reservations GROUP BY state;`, `PRAGMA integrity_check;`).
 
 use std::path::{Path, PathBuf};
 
