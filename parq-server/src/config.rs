@@ -551,4 +551,22 @@ mod tests {
         assert!(e.contains("nonsense"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
+
+    #[test]
+    fn the_store_file_from_the_url_or_the_data_dir_and_the_demo_with_it() {
+        let c = Config::from_toml_str("store_url = \"sqlite:///var/lib/parq/a.db\"").unwrap();
+        assert_eq!(c.sqlite_path(), Some(PathBuf::from("/var/lib/parq/a.db")));
+        assert!(!c.demo_enabled(), "an explicit file is not a demo");
+        let c = Config::from_toml_str("store_url = \"sqlite:rel/b.db\"").unwrap();
+        assert_eq!(c.sqlite_path(), Some(PathBuf::from("rel/b.db")));
+        let c = Config::from_toml_str("data_dir = \"/srv/parq\"").unwrap();
+        assert_eq!(c.sqlite_path(), Some(PathBuf::from("/srv/parq/parq.db")));
+        assert!(c.store_is_default_file() && c.demo_enabled());
+        let c = Config::from_toml_str("store_url = \"memory:\"\ndata_dir = \"/srv/parq\"").unwrap();
+        assert_eq!(c.sqlite_path(), None);
+        assert!(c.demo_enabled());
+        let c = Config::load(None, env(&[("PARQ_DATA_DIR", "/from/env")]), &[]).unwrap();
+        assert_eq!(c.data_dir_path(), PathBuf::from("/from/env"));
+        assert_eq!(Config::from_toml_str("store_url = \"postgres://x/y\"").unwrap().sqlite_path(), None);
+    }
 }
