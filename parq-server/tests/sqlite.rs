@@ -155,6 +155,14 @@ fn serve_with_no_configuration_keeps_its_data_in_the_data_directory_and_prints_w
     assert!(p.before.iter().any(|l| l == &format!("demo gate key:     {gate_key}")), "{:#?}", p.before);
     drop(p);
 
+    // `parq migrate` finds the same file and says it is up to date.
+    let out = run(&["migrate"], &[("HOME", &home_s)]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains(&format!("SQLite database {}: up to date", file.display())),
+        "{said}"
+    );
+
     // XDG_DATA_HOME wins over HOME, --data-dir over both; --memory writes nothing.
     let xdg = home.path().join("xdg");
     let e2 = env(&[("HOME", &home_s), ("XDG_DATA_HOME", xdg.to_str().unwrap()), ("PARQ_LOG", "warn")]);
