@@ -39,6 +39,7 @@ pub struct App {
     records: Records,
     hub: Hub,
     sockets: socketioxide::layer::SocketIoLayer,
+    demo_loaded: Option<demo::Loaded>,
 }
 
 impl std::fmt::Debug for App {
@@ -70,13 +71,22 @@ impl App {
         }
         let engine = builder.build();
         let web = WebConfig::load(&config)?;
-        let demo = if config.demo_enabled() {
-            Some(
-                demo::load(&engine, &b.accounts, config.operator_key.clone(), config.gate_key.clone())
-                    .await?,
-            )
-        } else {
-            None
+        let (op_key, gate_key) = (config.operator_key.clone(), config.gate_key.clone());
+        let demo = match (config.demo_enabled(), &b.sqlite) {
+            (false, _) => None,
+            // In a file: made on the first start only.
+            (true, Some(lite)) => {
+                let (info, loaded) =
+                    demo::load_once(&engine, &b.accounts, &lite.db, op_key, gate_key).await?;
+                Some((info, loaded))
+            }
+            (true, None) => {
+                Some((demo::load(&engine, &b.accounts, op_key, gate_key).await?, demo::Loaded::Created))
+            }
+        };
+        let (demo, demo_loaded) = match demo {
+            Some((info, loaded)) => (Some(info), Some(loaded)),
+            None => (None, None),
         };
         let records = idempotency::records(&b);
         let state = AppState(Arc::new(Inner {
@@ -94,7 +104,7 @@ impl App {
             openapi: crate::openapi::document(),
         }));
         let (sockets, hub) = live::layer(&state);
-        Ok(App { state, records, hub, sockets })
+        Ok(App { state, records, hub, sockets, demo_loaded })
     }
 
     /// The shared state.
@@ -105,6 +115,11 @@ impl App {
     /// What the demo made, when it ran.
     pub fn demo(&self) -> Option<&DemoInfo> {
         self.state.demo.as_ref()
+    }
+
+    /// Whether the demo was made at this start or kept from an earlier one.
+    pub fn demo_loaded(&self) -> Option<demo::Loaded> {
+        self.demo_loaded
     }
 
     /// The engine.

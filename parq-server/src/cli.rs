@@ -1,4 +1,4 @@
-//! The command line: `parq serve`, `parq migrate`, `parq openapi`.
+//! The command line: `parq serve`, `parq migrate`, `parq backup`, `parq openapi`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,14 +22,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the server (on memory with the demo city when nothing else is configured).
+    /// Runs the server. With nothing configured its data is kept in `<data dir>/parq.db`
+    /// (SQLite), with the demo city made on the first start; `--memory` keeps nothing.
     Serve {
         /// Address to listen on.
         #[arg(long, value_name = "ADDR")]
         bind: Option<String>,
-        /// Reservation store URL.
-        #[arg(long, value_name = "URL")]
+        /// Reservation store URL (`sqlite://<path>`, `memory:`, `postgres://…`).
+        #[arg(long, value_name = "URL", conflicts_with = "memory")]
         store: Option<String>,
+        /// Where the default database file (`parq.db`) is kept.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<String>,
+        /// Keep everything in memory: nothing survives the process (`store_url = "memory:"`).
+        #[arg(long)]
+        memory: bool,
         /// Admission lock URL (`none`, `memory:`).
         #[arg(long, value_name = "URL")]
         lock: Option<String>,
@@ -47,7 +54,21 @@ enum Command {
         log_format: Option<String>,
     },
     /// Brings the durable backends' schemas up to date.
-    Migrate,
+    Migrate {
+        /// Where the default database file (`parq.db`) is kept.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<String>,
+    },
+    /// Copies the SQLite database (of `store_url`, or `<data dir>/parq.db`) into a new FILE
+    /// with SQLite's online backup: safe while servers are serving on it.
+    Backup {
+        /// The new file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Where the default database file (`parq.db`) is kept.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<String>,
+    },
     /// Prints the OpenAPI document.
     Openapi,
 }
@@ -56,10 +77,22 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut flags: Vec<(&str, String)> = Vec::new();
-    if let Command::Serve { bind, store, lock, notifier, gateway, no_demo, log_format } = &cli.command {
+    match &cli.command {
+        Command::Migrate { data_dir: Some(d) } | Command::Backup { data_dir: Some(d), .. } => {
+            flags.push(("data_dir", d.clone()));
+        }
+        _ => {}
+    }
+    if let Command::Serve { bind, store, data_dir, memory, lock, notifier, gateway, no_demo, log_format } =
+        &cli.command
+    {
+        if *memory {
+            flags.push(("store_url", "memory:".into()));
+        }
         for (k, v) in [
             ("bind", bind),
             ("store_url", store),
+            ("data_dir", data_dir),
             ("lock_url", lock),
             ("notifier_url", notifier),
             ("gateway", gateway),
@@ -85,7 +118,8 @@ pub fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&crate::openapi::document()).unwrap_or_default());
             ExitCode::SUCCESS
         }
-        Command::Migrate => {
+        Command::Backup { file, .. } => backup(&config, &file),
+        Command::Migrate { .. } => {
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -105,6 +139,25 @@ pub fn main() -> ExitCode {
                 }
             };
             rt.block_on(serve(config))
+        }
+    }
+}
+
+fn backup(config: &Config, to: &std::path::Path) -> ExitCode {
+    let Some(from) = config.sqlite_path() else {
+        eprintln!(
+            "parq: backup copies an SQLite store; store_url is not sqlite:// (back PostgreSQL up with pg_dump)"
+        );
+        return ExitCode::from(2);
+    };
+    match crate::sqlite::backup(&from, to) {
+        Ok(()) => {
+            println!("backed up {} to {}", from.display(), to.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("parq: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -149,8 +202,20 @@ async fn serve(config: Config) -> ExitCode {
     let names = running.app.state().backends.names;
     tracing::info!(addr = %running.addr, store = names.store, lock = names.lock, notifier = names.notifier,
         gateway = names.gateway, accounts = names.accounts, "listening");
+    if let Some(lite) = &running.app.state().backends.sqlite {
+        println!(
+            "data: {} (SQLite; `parq backup <file>` copies it; --memory keeps nothing)",
+            lite.path.display()
+        );
+    }
     if let Some(demo) = running.app.demo() {
-        println!("demo city loaded: {} lots in Nicosia and Limassol", demo.lots.len());
+        match running.app.demo_loaded() {
+            Some(crate::demo::Loaded::Kept) => println!(
+                "demo city kept from an earlier start: {} lots in Nicosia and Limassol",
+                demo.lots.len()
+            ),
+            _ => println!("demo city loaded: {} lots in Nicosia and Limassol", demo.lots.len()),
+        }
         for (name, id) in &demo.lots {
             println!("  {id}  {name}");
         }

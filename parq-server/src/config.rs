@@ -6,13 +6,14 @@
 //! | key | default | what |
 //! | --- | --- | --- |
 //! | `bind` | `127.0.0.1:8080` | address to listen on |
-//! | `store_url` | `memory:` | reservation store: `memory:` or `postgres://…` |
+//! | `store_url` | a file in `data_dir` | reservation store: `sqlite://<path>` (or `sqlite:<path>`), `memory:` (throwaway; `parq serve --memory`) or `postgres://…`; when empty, `sqlite://<data_dir>/parq.db` |
+//! | `data_dir` | `$XDG_DATA_HOME/parq`, else `~/.local/share/parq`, else `./parq-data` | where the default store's `parq.db` is kept (`--data-dir`, `PARQ_DATA_DIR`); made when missing |
 //! | `store_schema` | `parq` | the PostgreSQL schema of the store, accounts and idempotency records |
 //! | `pg_pool_size` | `16` | connections per replica to PostgreSQL |
 //! | `lock_url` | `none` | admission lock: `none`, `memory:` or `redis://…` (with failover to the store) |
 //! | `notifier_url` | `memory:` | live events: `memory:`, `redis://…` or `postgres` (`LISTEN`/`NOTIFY` on the store's database) |
 //! | `redis_prefix` | `parq` | the prefix of every Redis key (replicas that share a lot share it) |
-//! | `accounts_url` | the store | accounts, sessions, API keys: `memory:` or `postgres://…`; by default where the store is |
+//! | `accounts_url` | the store | accounts, sessions, API keys: `memory:` or `postgres://…`; by default where the store is (on SQLite: in the same file, with the HTTP idempotency records) |
 //! | `gateway` | `test` | payments: `test` (simulated) or `stripe` |
 //! | `webhook_secret` | random | signing secret of the payment webhooks (Stripe's `whsec_…`) (secret) |
 //! | `stripe_secret_key` | — | Stripe API key (secret) |
@@ -20,7 +21,7 @@
 //! | `stripe_send_description` | `true` | send intents' descriptions (some Stripe emulators refuse them) |
 //! | `reconcile_interval_secs` | `60` | how often payments whose webhook is late are asked about (Stripe) |
 //! | `pass_signing_key` | random | Ed25519 seed (64 hex digits) that signs passes (secret) |
-//! | `demo` | on with `memory:` | load the demo city and print its keys |
+//! | `demo` | on with `memory:` and with the default file | load the demo city and print its keys (in a file: once, on its first start) |
 //! | `operator_key`, `gate_key` | random | the demo's API keys (secrets) |
 //! | `session_ttl_secs` | `43200` | how long a login lasts |
 //! | `sweep_interval_secs`, `sweep_batch` | `5`, `500` | the expiry sweeper |
@@ -31,8 +32,13 @@
 //! | `map_style_url` | — | a MapLibre/Mapbox style for the web map (else a plain style without tiles) |
 //! | `map_tile_url` | — | an XYZ raster tile template drawn under the map's layers (`…/{z}/{x}/{y}.png`) |
 //! | `public_parking_file` | — | GeoJSON points of free public parking, shown as a layer on the map (the demo has its own) |
+//!
+//! On SQLite (the default) everything the server keeps is in that one file: `parq backup FILE`
+//! copies it with SQLite's online backup while the server runs, and
+//! `sqlite3 -readonly <data dir>/parq.db` opens it to look (`.tables`,
+//! `SELECT state, count(*) FROM reservations GROUP BY state;`, `PRAGMA integrity_check;`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};
 use serde::{Deserialize, Serialize};
@@ -104,6 +110,7 @@ fn invalid(source: &str, e: config::ConfigError) -> ConfigError {
 pub struct Config {
     pub bind: String,
     pub store_url: String,
+    pub data_dir: Option<String>,
     pub store_schema: String,
     pub pg_pool_size: u64,
     pub lock_url: String,
@@ -139,7 +146,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1:8080".into(),
-            store_url: "memory:".into(),
+            store_url: String::new(),
+            data_dir: None,
             store_schema: "parq".into(),
             pg_pool_size: 16,
             lock_url: "none".into(),
@@ -184,6 +192,7 @@ enum Kind {
 const KEYS: &[(&str, Kind)] = &[
     ("bind", Kind::Str),
     ("store_url", Kind::Secret),
+    ("data_dir", Kind::Str),
     ("store_schema", Kind::Str),
     ("pg_pool_size", Kind::Int),
     ("lock_url", Kind::Secret),
@@ -408,9 +417,45 @@ impl Config {
         Ok(())
     }
 
-    /// Whether the demo city is loaded: as configured, else when the store is in memory.
+    /// Whether the demo city is loaded: as configured, else when the store is in memory or in
+    /// the default file (no `store_url` given).
     pub fn demo_enabled(&self) -> bool {
-        self.demo.unwrap_or_else(|| self.store_url.starts_with("memory:"))
+        self.demo.unwrap_or_else(|| {
+            let u = self.store_url.trim();
+            u.is_empty() || u.starts_with("memory:")
+        })
+    }
+
+    /// The data directory: `data_dir`, else `$XDG_DATA_HOME/parq`, else
+    /// `$HOME/.local/share/parq`, else `./parq-data`.
+    pub fn data_dir_path(&self) -> PathBuf {
+        if let Some(d) = self.data_dir.as_deref().filter(|d| !d.trim().is_empty()) {
+            return PathBuf::from(d);
+        }
+        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        if let Some(x) = var("XDG_DATA_HOME").filter(|p| p.is_absolute()) {
+            return x.join("parq");
+        }
+        match var("HOME") {
+            Some(home) => home.join(".local").join("share").join("parq"),
+            None => PathBuf::from("parq-data"),
+        }
+    }
+
+    /// The SQLite database file the store is in, when it is in one: the `sqlite://` (or
+    /// `sqlite:`) URL's path, or `<data dir>/parq.db` when no `store_url` is given.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let u = self.store_url.trim();
+        if u.is_empty() {
+            return Some(self.data_dir_path().join("parq.db"));
+        }
+        let path = u.strip_prefix("sqlite://").or_else(|| u.strip_prefix("sqlite:"))?;
+        Some(PathBuf::from(path))
+    }
+
+    /// Whether the store is the default file in the data directory (no `store_url` given).
+    pub fn store_is_default_file(&self) -> bool {
+        self.store_url.trim().is_empty()
     }
 }
 
@@ -505,5 +550,23 @@ mod tests {
         let e = Config::load(None, env(&[]), &[("nonsense", "1".into())]).unwrap_err().to_string();
         assert!(e.contains("nonsense"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_store_file_from_the_url_or_the_data_dir_and_the_demo_with_it() {
+        let c = Config::from_toml_str("store_url = \"sqlite:///var/lib/parq/a.db\"").unwrap();
+        assert_eq!(c.sqlite_path(), Some(PathBuf::from("/var/lib/parq/a.db")));
+        assert!(!c.demo_enabled(), "an explicit file is not a demo");
+        let c = Config::from_toml_str("store_url = \"sqlite:rel/b.db\"").unwrap();
+        assert_eq!(c.sqlite_path(), Some(PathBuf::from("rel/b.db")));
+        let c = Config::from_toml_str("data_dir = \"/srv/parq\"").unwrap();
+        assert_eq!(c.sqlite_path(), Some(PathBuf::from("/srv/parq/parq.db")));
+        assert!(c.store_is_default_file() && c.demo_enabled());
+        let c = Config::from_toml_str("store_url = \"memory:\"\ndata_dir = \"/srv/parq\"").unwrap();
+        assert_eq!(c.sqlite_path(), None);
+        assert!(c.demo_enabled());
+        let c = Config::load(None, env(&[("PARQ_DATA_DIR", "/from/env")]), &[]).unwrap();
+        assert_eq!(c.data_dir_path(), PathBuf::from("/from/env"));
+        assert_eq!(Config::from_toml_str("store_url = \"postgres://x/y\"").unwrap().sqlite_path(), None);
     }
 }

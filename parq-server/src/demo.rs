@@ -160,6 +160,75 @@ pub fn lot_id(name: &str) -> LotId {
     LotId::from_uuid(stable_id(&format!("lot:{name}")))
 }
 
+/// The demo operator's id.
+pub fn operator_id() -> OperatorId {
+    OperatorId::from_uuid(stable_id("operator:ParQ Demo Cyprus"))
+}
+
+/// What [`load_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loaded {
+    /// The demo city was made now.
+    Created,
+    /// The store already held it (a restart): nothing was changed.
+    Kept,
+}
+
+/// Loads the demo city into a durable store once: on the first start it is made (as [`load`])
+/// and its keys are kept in `db`; on later starts the store already holds the demo operator,
+/// so nothing is made again (what operators changed stays) and the kept keys are returned.
+/// Keys given in the configuration are (re)stored and win over kept ones.
+pub async fn load_once(
+    engine: &Engine,
+    accounts: &Accounts,
+    db: &std::sync::Arc<crate::sqlite::SqliteDb>,
+    operator_key: Option<String>,
+    gate_key: Option<String>,
+) -> Result<(DemoInfo, Loaded)> {
+    let exists = match engine.store().operator(operator_id()).await {
+        Ok(_) => true,
+        Err(parq_core::Error::NotFound { .. }) => false,
+        Err(e) => return Err(e),
+    };
+    let kept = if exists { db.demo_keys().await? } else { None };
+    let Some((kept_operator, kept_gate)) = kept else {
+        let info = load(engine, accounts, operator_key, gate_key).await?;
+        db.keep_demo_keys(&info.operator_key, &info.gate_key).await?;
+        return Ok((info, Loaded::Created));
+    };
+    let operator = operator_id();
+    let mut keys = Vec::new();
+    for (name, role, given, kept) in [
+        ("demo operator", Role::Operator, operator_key, kept_operator),
+        ("demo gates", Role::Gate, gate_key, kept_gate),
+    ] {
+        let key = match given.filter(|k| !k.is_empty()) {
+            Some(k) => {
+                if accounts.api_key(&secret::digest(&k)).await?.is_none() {
+                    accounts
+                        .put_api_key(&ApiKeyRecord {
+                            id: Uuid::now_v7(),
+                            name: name.into(),
+                            key_hash: secret::digest(&k),
+                            role,
+                            operator,
+                            created_at: Timestamp::now(),
+                        })
+                        .await?;
+                }
+                k
+            }
+            None => kept,
+        };
+        keys.push(key);
+    }
+    db.keep_demo_keys(&keys[0], &keys[1]).await?;
+    let lots = plans().into_iter().map(|p| (p.name.to_owned(), lot_id(p.name))).collect();
+    let gate_key = keys.pop().unwrap_or_default();
+    let operator_key = keys.pop().unwrap_or_default();
+    Ok((DemoInfo { operator, operator_key, gate_key, lots }, Loaded::Kept))
+}
+
 /// Loads the demo city into `engine` and makes its API keys (`operator_key` and `gate_key`
 /// when given, random ones otherwise).
 pub async fn load(
@@ -168,11 +237,7 @@ pub async fn load(
     operator_key: Option<String>,
     gate_key: Option<String>,
 ) -> Result<DemoInfo> {
-    let operator = Operator {
-        id: OperatorId::from_uuid(stable_id("operator:ParQ Demo Cyprus")),
-        name: "ParQ Demo Cyprus".into(),
-        max_holds_per_user: None,
-    };
+    let operator = Operator { id: operator_id(), name: "ParQ Demo Cyprus".into(), max_holds_per_user: None };
     engine.put_operator(&operator).await?;
     let mut lots = Vec::new();
     for plan in plans() {

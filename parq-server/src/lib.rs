@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod config;
 pub mod http;
 pub mod problem;
+pub mod sqlite;
 // Parts with no request in sight.
 pub mod demo;
 pub mod metrics;

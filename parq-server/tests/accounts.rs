@@ -1,6 +1,6 @@
-//! The account-store conformance suite against `MemoryAccounts`, and against `PgAccounts` in a
-//! new schema per case (with the server's migrations) on the PostgreSQL named by
-//! `PARQ_TEST_PG_URL`.
+//! The account-store conformance suite against `MemoryAccounts`, against `SqliteAccounts` in a
+//! new SQLite file per case, and against `PgAccounts` in a new schema per case (with the
+//! server's migrations) on the PostgreSQL named by `PARQ_TEST_PG_URL`.
 
 use std::sync::Arc;
 
@@ -10,12 +10,74 @@ use parq_core::{Result, UserId};
 use parq_postgres::deadpool_postgres::{Manager, Pool};
 use parq_postgres::tokio_postgres::{self, NoTls};
 use parq_server::accounts::{
-    Account, AccountStore, Accounts, ApiKeyRecord, MemoryAccounts, PgAccounts, SessionRecord, TotpEnrolment,
+    Account, AccountStore, Accounts, ApiKeyRecord, MemoryAccounts, PgAccounts, SessionRecord, SqliteAccounts,
+    TotpEnrolment,
 };
 
 mod memory_accounts {
     use super::*;
     parq_server::account_conformance!(async { Arc::new(MemoryAccounts::new()) as Accounts });
+}
+
+mod sqlite_accounts {
+    parq_server::account_conformance!(super::make_sqlite_accounts());
+}
+
+/// `SqliteAccounts` in a file of its own, made as the server makes it (the store opens the file
+/// first), removed with the store.
+#[derive(Debug)]
+struct LiteAccounts {
+    inner: Accounts,
+    _dir: tempfile::TempDir,
+}
+
+async fn make_sqlite_accounts() -> Accounts {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("parq.db");
+    drop(parq_sqlite::SqliteStore::open(&path).expect("the store opens"));
+    let db = parq_server::sqlite::SqliteDb::open_async(path).await.expect("the server's tables");
+    let inner: Accounts = Arc::new(SqliteAccounts::new(Arc::new(db)));
+    Arc::new(LiteAccounts { inner, _dir: dir })
+}
+
+#[async_trait]
+impl AccountStore for LiteAccounts {
+    async fn create_user(&self, account: &Account) -> Result<bool> {
+        self.inner.create_user(account).await
+    }
+    async fn user(&self, id: UserId) -> Result<Option<Account>> {
+        self.inner.user(id).await
+    }
+    async fn user_by_email(&self, email: &str) -> Result<Option<Account>> {
+        self.inner.user_by_email(email).await
+    }
+    async fn set_mfa(&self, id: UserId, totp: Option<TotpEnrolment>, codes: Vec<String>) -> Result<()> {
+        self.inner.set_mfa(id, totp, codes).await
+    }
+    async fn accept_totp_step(&self, id: UserId, step: u64) -> Result<bool> {
+        self.inner.accept_totp_step(id, step).await
+    }
+    async fn use_recovery_code(&self, id: UserId, code_hash: &str) -> Result<bool> {
+        self.inner.use_recovery_code(id, code_hash).await
+    }
+    async fn put_session(&self, session: &SessionRecord) -> Result<()> {
+        self.inner.put_session(session).await
+    }
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>> {
+        self.inner.session(token_hash, now).await
+    }
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        self.inner.delete_session(token_hash).await
+    }
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.inner.put_api_key(key).await
+    }
+    async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        self.inner.api_key(key_hash).await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
 }
 
 mod pg_accounts {

@@ -11,7 +11,7 @@ const PARQ: &str = env!("CARGO_BIN_EXE_parq");
 #[test]
 fn serve_logs_json_with_trace_ids_and_stops_on_sigterm() {
     let mut child = Command::new(PARQ)
-        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(["serve", "--memory", "--bind", "127.0.0.1:0"])
         .env("PARQ_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -68,7 +68,7 @@ fn serve_logs_json_with_trace_ids_and_stops_on_sigterm() {
 
 #[test]
 fn migrate_on_memory_and_unusable_backends_refused() {
-    let out = Command::new(PARQ).arg("migrate").output().unwrap();
+    let out = Command::new(PARQ).arg("migrate").env("PARQ_STORE_URL", "memory:").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to migrate"));
 
@@ -82,7 +82,7 @@ fn migrate_on_memory_and_unusable_backends_refused() {
     assert!(err.contains("postgres is unreachable"), "{err}");
     assert!(!err.contains("hunter2"), "the password in the URL is not printed: {err}");
 
-    let out = Command::new(PARQ).arg("serve").env("PARQ_GATEWAY", "stripe").output().unwrap();
+    let out = Command::new(PARQ).args(["serve", "--memory"]).env("PARQ_GATEWAY", "stripe").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stripe_secret_key"));
 }

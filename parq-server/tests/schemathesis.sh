@@ -27,7 +27,7 @@ work=$(mktemp -d)
 # Rate limits high enough that the run is not throttled; gate and operator keys known.
 PARQ_RATE_IP=100000 PARQ_RATE_USER=100000 PARQ_RATE_KEY=100000 \
   PARQ_OPERATOR_KEY=pqk_schemathesis_operator PARQ_GATE_KEY=pqk_schemathesis_gate \
-  "$bin" serve --bind "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+  "$bin" serve --memory --bind "127.0.0.1:$port" >"$work/server.log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null || true

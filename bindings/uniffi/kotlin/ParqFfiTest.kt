@@ -213,7 +213,7 @@ class Server {
 
     init {
         val bin = System.getenv("PARQ_BIN") ?: "target/debug/parq"
-        val pb = ProcessBuilder(bin, "serve", "--bind", "127.0.0.1:0", "--log-format", "text")
+        val pb = ProcessBuilder(bin, "serve", "--memory", "--bind", "127.0.0.1:0", "--log-format", "text")
         pb.environment().putAll(
             mapOf(
                 "PARQ_LOG" to "warn",

@@ -52,6 +52,8 @@ macro_rules! on_both {
 fn config() -> Config {
     Config {
         bind: "127.0.0.1:0".into(),
+        // The throwaway store: the server's default keeps its data in a file of the home dir.
+        store_url: "memory:".into(),
         rate_ip: 100_000,
         rate_user: 100_000,
         rate_key: 100_000,

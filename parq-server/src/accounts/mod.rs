@@ -9,6 +9,7 @@ mod memory;
 pub mod password;
 mod postgres;
 pub mod secret;
+mod sqlite;
 #[doc(hidden)]
 pub mod testing;
 pub mod totp;
@@ -24,6 +25,7 @@ use uuid::Uuid;
 
 pub use memory::MemoryAccounts;
 pub use postgres::PgAccounts;
+pub use sqlite::SqliteAccounts;
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

@@ -1,6 +1,6 @@
-//! Not part of the API: the [`AccountStore`] conformance cases, which every account store runs
-//! with [`account_conformance!`](crate::account_conformance) (`MemoryAccounts` and
-//! `PgAccounts` in `tests/accounts.rs`). Each case takes a fresh, empty store.
+//! Not part of the API: the [`AccountStore`](super::AccountStore) conformance cases, which every
+//! account store runs with [`account_conformance!`](crate::account_conformance)
+//! (`MemoryAccounts`, `SqliteAccounts` and `PgAccounts` in `tests/accounts.rs`). Each case takes a fresh, empty store.
 //!
 //! The cases are listed once, in `__account_cases!`; a unit test compares the list with the
 //! `pub async fn` items of this module.

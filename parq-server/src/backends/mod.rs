@@ -5,14 +5,15 @@
 //!
 //! | key | accepted |
 //! | --- | --- |
-//! | `store_url` | `memory:`, `postgres://…` (`PgStore` in `store_schema`) |
+//! | `store_url` | empty (`<data_dir>/parq.db`), `sqlite://<path>` or `sqlite:<path>` (`SqliteStore`), `memory:`, `postgres://…` (`PgStore` in `store_schema`) |
 //! | `lock_url` | `none`, `memory:`, `redis://…` (`FailoverLock` over `RedisLock`, with `RedisHealth`) |
 //! | `notifier_url` | `memory:`, `redis://…` (`RedisNotifier`, merged with `PgNotifier` when the store is on PostgreSQL), `postgres` (`PgNotifier` on the store's database) |
-//! | `accounts_url` | empty (where the store is), `memory:`, `postgres://…` (`PgAccounts` in `store_schema`) |
+//! | `accounts_url` | empty (where the store is: `SqliteAccounts` in the store's file, `PgAccounts` in `store_schema`, or memory), `memory:`, `postgres://…` (`PgAccounts` in `store_schema`) |
 //! | `gateway` | `test`, `stripe` (`StripeGateway`) |
 //!
 //! URLs may hold passwords: errors name the key and the scheme, never the URL.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use parq_redis::{FailoverLock, Health, HealthConfig, NotifierConfig, RedisHealth
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::accounts::{Accounts, MemoryAccounts, PgAccounts};
+use crate::accounts::{Accounts, MemoryAccounts, PgAccounts, SqliteAccounts};
 use crate::config::{Config, ConfigError};
 
 pub mod postgres;
@@ -42,6 +43,24 @@ pub enum StartError {
     /// The engine refused the demo data or a backend failed.
     #[error("could not set up: {0}")]
     Engine(#[from] parq_core::Error),
+    /// The SQLite store's file cannot be used (a newer schema, not writable, not a database).
+    #[error("{0}")]
+    Store(#[from] parq_sqlite::OpenError),
+    /// The server's tables in the SQLite file cannot be used.
+    #[error("{0}")]
+    ServerDb(#[from] crate::sqlite::SqliteDbError),
+    /// The data directory cannot be made.
+    #[error(
+        "cannot create the data directory {path}: {source}; set --data-dir (PARQ_DATA_DIR) to a writable \
+         directory, or run with --memory to keep nothing"
+    )]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -94,6 +113,15 @@ pub struct Postgres {
     pub schema: String,
 }
 
+/// The SQLite side, when the store is in a file.
+#[derive(Debug, Clone)]
+pub struct Sqlite {
+    /// The database file.
+    pub path: PathBuf,
+    /// The server's connections to it (accounts, idempotency records).
+    pub db: Arc<crate::sqlite::SqliteDb>,
+}
+
 /// The Redis side, when the lock is there.
 #[derive(Debug, Clone)]
 pub struct Redis {
@@ -120,6 +148,8 @@ pub struct Backends {
     pub names: BackendNames,
     /// PostgreSQL, when the store is there.
     pub postgres: Option<Postgres>,
+    /// SQLite, when the store is in a file.
+    pub sqlite: Option<Sqlite>,
     /// Redis, when the lock is there.
     pub redis: Option<Redis>,
 }
@@ -215,7 +245,26 @@ fn stripe_config(config: &Config) -> Result<StripeConfig, ConfigError> {
 pub async fn select(config: &Config) -> Result<Backends, StartError> {
     let u = config.store_url.trim();
     let mut postgres = None;
-    let (store, store_name): (Arc<DynReservationStore>, _) = if u.starts_with("memory:") {
+    let mut sqlite = None;
+    let (store, store_name): (Arc<DynReservationStore>, _) = if let Some(path) = config.sqlite_path() {
+        if path.as_os_str().is_empty() {
+            return Err(invalid(
+                "store_url",
+                "sqlite:// needs a file path, as in sqlite:///var/lib/parq/parq.db",
+            )
+            .into());
+        }
+        if config.store_is_default_file() {
+            let dir = config.data_dir_path();
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
+        }
+        let store =
+            parq_sqlite::SqliteStore::open_async(path.clone(), parq_sqlite::SqliteOptions::default()).await?;
+        let db = Arc::new(crate::sqlite::SqliteDb::open_async(path.clone()).await?);
+        sqlite = Some(Sqlite { path, db });
+        (Arc::new(store), "sqlite")
+    } else if u.starts_with("memory:") {
         (Arc::new(MemoryStore::new()), "memory")
     } else if is_postgres(u) {
         let pg_config = postgres::parse_url("store_url", u)?;
@@ -229,7 +278,7 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
         )
         .into());
     } else {
-        return Err(unknown("store_url", u, "memory:, postgres://…").into());
+        return Err(unknown("store_url", u, "sqlite://<path>, memory:, postgres://…").into());
     };
 
     let u = config.lock_url.trim();
@@ -289,16 +338,15 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
 
     let u = config.accounts_url.trim();
     let (accounts, accounts_name): (Accounts, _) = if u.starts_with("memory:") {
-        if postgres.is_some() {
-            tracing::warn!(
-                "accounts_url = memory: with a PostgreSQL store: accounts live in this replica only"
-            );
+        if postgres.is_some() || sqlite.is_some() {
+            tracing::warn!("accounts_url = memory: with a durable store: accounts live in this process only");
         }
         (Arc::new(MemoryAccounts::new()), "memory")
     } else if u.is_empty() {
-        match &postgres {
-            Some(pg) => (Arc::new(PgAccounts::new(pg.pool.clone(), &pg.schema)), "postgres"),
-            None => (Arc::new(MemoryAccounts::new()), "memory"),
+        match (&postgres, &sqlite) {
+            (Some(pg), _) => (Arc::new(PgAccounts::new(pg.pool.clone(), &pg.schema)), "postgres"),
+            (None, Some(lite)) => (Arc::new(SqliteAccounts::new(lite.db.clone())), "sqlite"),
+            (None, None) => (Arc::new(MemoryAccounts::new()), "memory"),
         }
     } else if is_postgres(u) {
         match &postgres {
@@ -352,6 +400,7 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
             accounts: accounts_name,
         },
         postgres,
+        sqlite,
         redis,
     })
 }
@@ -360,6 +409,15 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
 /// per step.
 pub async fn migrate(config: &Config, mut progress: impl FnMut(String)) -> Result<(), StartError> {
     let b = select(config).await?;
+    if let Some(lite) = &b.sqlite {
+        progress(format!(
+            "SQLite database {}: up to date (store schema {}, server schema {})",
+            lite.path.display(),
+            parq_sqlite::SCHEMA_VERSION,
+            crate::sqlite::SCHEMA_VERSION
+        ));
+        return Ok(());
+    }
     let Some(pg) = &b.postgres else {
         progress(format!("store {}: nothing to migrate", b.names.store));
         return Ok(());
@@ -492,7 +550,7 @@ mod tests {
     use super::*;
 
     fn with(f: fn(&mut Config)) -> String {
-        let mut c = Config::default();
+        let mut c = Config { store_url: "memory:".into(), ..Config::default() };
         f(&mut c);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         match rt.block_on(select(&c)) {

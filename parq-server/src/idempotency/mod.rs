@@ -38,9 +38,11 @@ use crate::state::Principal;
 
 mod memory;
 mod postgres;
+mod sqlite;
 
 pub use memory::MemoryRecords;
 pub use postgres::PgRecords;
+pub use sqlite::SqliteRecords;
 
 /// The header.
 pub const HEADER: &str = "idempotency-key";
@@ -137,12 +139,13 @@ pub trait IdempotencyStore: Debug + Send + Sync {
 /// The records the layer uses, shared by every route (the app adds them as an extension).
 pub type Records = Arc<dyn IdempotencyStore>;
 
-/// The records for these backends: where the store is on PostgreSQL, in its schema; else in
-/// this process.
+/// The records for these backends: where the store is on PostgreSQL, in its schema; in SQLite,
+/// in its file; else in this process.
 pub fn records(backends: &Backends) -> Records {
-    match &backends.postgres {
-        Some(pg) => Arc::new(PgRecords::new(pg.clone())),
-        None => Arc::new(MemoryRecords::default()),
+    match (&backends.postgres, &backends.sqlite) {
+        (Some(pg), _) => Arc::new(PgRecords::new(pg.clone())),
+        (None, Some(lite)) => Arc::new(SqliteRecords::new(lite.db.clone())),
+        (None, None) => Arc::new(MemoryRecords::default()),
     }
 }
 

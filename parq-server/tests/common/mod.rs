@@ -20,6 +20,7 @@ pub struct Server {
 pub fn config() -> Config {
     Config {
         bind: "127.0.0.1:0".into(),
+        store_url: "memory:".into(),
         rate_ip: 10_000,
         rate_user: 10_000,
         rate_key: 10_000,

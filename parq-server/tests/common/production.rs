@@ -140,6 +140,8 @@ pub struct Process {
     pub child: Child,
     pub url: String,
     pub lines: mpsc::Receiver<String>,
+    /// What it printed before it said where it listens.
+    pub before: Vec<String>,
 }
 
 impl Drop for Process {
@@ -186,7 +188,7 @@ pub fn spawn(args: &[&str], env: &[(String, String)]) -> Process {
             Err(_) => panic!("parq {args:?} did not say where it listens; it printed: {seen:#?}"),
         }
     };
-    Process { child, url, lines }
+    Process { child, url, lines, before: seen }
 }
 
 /// Runs `parq migrate` with `env` and returns what it printed.
