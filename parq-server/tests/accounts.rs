@@ -23,25 +23,26 @@ mod sqlite_accounts {
     parq_server::account_conformance!(super::make_sqlite_accounts());
 }
 
-/// `SqliteAccounts` in a file of its own, made as the server makes it (the store opens the file
-/// first), removed with the store.
+/// An adapter under test with what must outlive it (its file, its schema), dropped after it.
 #[derive(Debug)]
-struct LiteAccounts {
+struct Guarded<G: std::fmt::Debug + Send + Sync + 'static> {
     inner: Accounts,
-    _dir: tempfile::TempDir,
+    _guard: G,
 }
 
+/// `SqliteAccounts` in a file of its own, made as the server makes it (the store opens the file
+/// first), removed with the store.
 async fn make_sqlite_accounts() -> Accounts {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("parq.db");
     drop(parq_sqlite::SqliteStore::open(&path).expect("the store opens"));
     let db = parq_server::sqlite::SqliteDb::open_async(path).await.expect("the server's tables");
     let inner: Accounts = Arc::new(SqliteAccounts::new(Arc::new(db)));
-    Arc::new(LiteAccounts { inner, _dir: dir })
+    Arc::new(Guarded { inner, _guard: dir })
 }
 
 #[async_trait]
-impl AccountStore for LiteAccounts {
+impl<G: std::fmt::Debug + Send + Sync + 'static> AccountStore for Guarded<G> {
     async fn create_user(&self, account: &Account) -> Result<bool> {
         self.inner.create_user(account).await
     }
@@ -90,14 +91,14 @@ fn pg_config() -> tokio_postgres::Config {
     url.parse().unwrap_or_else(|e| panic!("PARQ_TEST_PG_URL={url} is not a PostgreSQL URL: {e}"))
 }
 
-/// `PgAccounts` in a schema of its own, dropped with the store.
+/// A schema of the test PostgreSQL, dropped (with its pool closed) when the store is.
 #[derive(Debug)]
-struct TestAccounts {
-    inner: PgAccounts,
+struct Schema {
     pool: Pool,
-    schema: String,
+    name: String,
 }
 
+/// `PgAccounts` in a schema of its own, dropped with the store.
 async fn make_pg_accounts() -> Accounts {
     let schema = format!("parq_t_{}", uuid::Uuid::new_v4().simple());
     let pool = Pool::builder(Manager::new(pg_config(), NoTls)).max_size(16).build().expect("a pool");
@@ -110,13 +111,14 @@ async fn make_pg_accounts() -> Accounts {
             "cannot migrate a schema on PostgreSQL ({e}); set PARQ_TEST_PG_URL to the URL of a running server"
         )
     });
-    Arc::new(TestAccounts { inner: PgAccounts::new(pool.clone(), &schema), pool, schema })
+    let inner: Accounts = Arc::new(PgAccounts::new(pool.clone(), &schema));
+    Arc::new(Guarded { inner, _guard: Schema { pool, name: schema } })
 }
 
-impl Drop for TestAccounts {
+impl Drop for Schema {
     fn drop(&mut self) {
         self.pool.close();
-        let schema = self.schema.clone();
+        let schema = self.name.clone();
         // Drop runs inside (or after) the test's runtime, so the cleanup gets its own.
         let done = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -127,45 +129,5 @@ impl Drop for TestAccounts {
             });
         });
         let _ = done.join();
-    }
-}
-
-#[async_trait]
-impl AccountStore for TestAccounts {
-    async fn create_user(&self, account: &Account) -> Result<bool> {
-        self.inner.create_user(account).await
-    }
-    async fn user(&self, id: UserId) -> Result<Option<Account>> {
-        self.inner.user(id).await
-    }
-    async fn user_by_email(&self, email: &str) -> Result<Option<Account>> {
-        self.inner.user_by_email(email).await
-    }
-    async fn set_mfa(&self, id: UserId, totp: Option<TotpEnrolment>, codes: Vec<String>) -> Result<()> {
-        self.inner.set_mfa(id, totp, codes).await
-    }
-    async fn accept_totp_step(&self, id: UserId, step: u64) -> Result<bool> {
-        self.inner.accept_totp_step(id, step).await
-    }
-    async fn use_recovery_code(&self, id: UserId, code_hash: &str) -> Result<bool> {
-        self.inner.use_recovery_code(id, code_hash).await
-    }
-    async fn put_session(&self, session: &SessionRecord) -> Result<()> {
-        self.inner.put_session(session).await
-    }
-    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>> {
-        self.inner.session(token_hash, now).await
-    }
-    async fn delete_session(&self, token_hash: &str) -> Result<()> {
-        self.inner.delete_session(token_hash).await
-    }
-    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
-        self.inner.put_api_key(key).await
-    }
-    async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
-        self.inner.api_key(key_hash).await
-    }
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
     }
 }
