@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use parq_core::{
     Currency, Error, IntentRequest, IntentStatus, Money, PaymentEvent, PaymentGateway, PaymentIntent, Refund,
-    Result,
+    ReservationId, Result,
 };
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_core::PaymentIntentCaptureMethod;
@@ -218,13 +218,26 @@ impl PaymentGateway for StripeGateway {
         }
     }
 
-    async fn refund(&self, intent_id: &str, amount: Money, idempotency_key: &str) -> Result<Refund> {
+    async fn refund(
+        &self,
+        intent_id: &str,
+        reservation: ReservationId,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> Result<Refund> {
         if amount.minor <= 0 {
             return Err(Error::invalid("amount", "a refund needs a positive amount"));
         }
         // Stripe refunds in the charge's currency whatever is asked, and an uncaptured intent
-        // is voided, not refunded: check both first.
+        // is voided, not refunded: check both first. An intent's metadata never changes, so
+        // the reservation it names is checked here once, before any money moves.
         let intent = self.fetch(intent_id).await?;
+        if intent.reservation != Some(reservation) {
+            return Err(Error::invalid(
+                "reservation",
+                format!("{intent_id} does not pay for reservation {reservation}: not refunded"),
+            ));
+        }
         if intent.status != IntentStatus::Succeeded {
             return Err(Error::invalid(
                 "intent",
@@ -246,7 +259,8 @@ impl PaymentGateway for StripeGateway {
                 format!("{intent_id} is in {}, not {}", intent.amount.currency, amount.currency),
             ));
         }
-        let create = CreateRefund::new().payment_intent(intent_id).amount(amount.minor);
+        let metadata = HashMap::from([("reservation".to_owned(), reservation.to_string())]);
+        let create = CreateRefund::new().payment_intent(intent_id).amount(amount.minor).metadata(metadata);
         let wire: WireRefund = self.send("refund", intent_id, &create, Some(idempotency_key)).await?;
         let currency = currency("refund", &wire.currency)?;
         Ok(Refund { id: wire.id, amount: Money::new(wire.amount, currency) })

@@ -88,7 +88,7 @@ async fn retried_create_leaves_one_intent() {
     let (status, _) = ls.pay(&first.id, "pm_card_visa").await;
     assert_eq!(status, 200);
     gw.capture(&first.id, "parq:k:capture").await.unwrap();
-    gw.refund(&first.id, Money::new(100, Currency::EUR), "parq:k:refund").await.unwrap();
+    gw.refund(&first.id, r, Money::new(100, Currency::EUR), "parq:k:refund").await.unwrap();
     gw.cancel(&second.id, "parq:k:cancel").await.unwrap();
     let keyed: Vec<_> = proxy
         .seen()
@@ -103,7 +103,7 @@ async fn retried_create_leaves_one_intent() {
     }
     // Retrying a capture or a refund with its key does nothing more.
     gw.capture(&first.id, "parq:k:capture").await.unwrap();
-    gw.refund(&first.id, Money::new(100, Currency::EUR), "parq:k:refund").await.unwrap();
+    gw.refund(&first.id, r, Money::new(100, Currency::EUR), "parq:k:refund").await.unwrap();
     assert_eq!(ls.refunds_of(&first.id).await.len(), 1);
     // Capturing again under another key, or voiding twice, is not an error either.
     assert_eq!(

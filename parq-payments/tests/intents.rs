@@ -195,7 +195,7 @@ async fn partial_refunds() {
     // The gateway refuses a refund in another currency before asking Stripe.
     let err = engine
         .gateway()
-        .refund(&checkout.intent.id, Money::new(1, parq_core::Currency::USD), "parq:test:usd")
+        .refund(&checkout.intent.id, held.id, Money::new(1, parq_core::Currency::USD), "parq:test:usd")
         .await
         .unwrap_err();
     assert!(matches!(err, parq_core::Error::Invalid { field: "amount", .. }), "{err}");

@@ -58,6 +58,7 @@ impl App {
         {
             return Err(ConfigError::Invalid { key: "store_schema".into(), message }.into());
         }
+        b.gateway.prepare().await?;
         let mut builder = Engine::builder(b.store.clone(), b.gateway.as_dyn()).notifier(b.notifier.clone());
         if let Some(lock) = &b.lock {
             builder = builder.lock(lock.clone());
@@ -92,7 +93,7 @@ impl App {
         let state = AppState(Arc::new(Inner {
             engine,
             accounts: b.accounts.clone(),
-            test_gateway: b.gateway.test().cloned(),
+            test_gateway: b.gateway.test(),
             limit_ip: Limiter::new(config.rate_ip, config.rate_ip.saturating_mul(config.rate_burst)),
             limit_user: Limiter::new(config.rate_user, config.rate_user.saturating_mul(config.rate_burst)),
             limit_key: Limiter::new(config.rate_key, config.rate_key.saturating_mul(config.rate_burst)),

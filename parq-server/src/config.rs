@@ -14,8 +14,9 @@
 //! | `notifier_url` | `memory:` | live events: `memory:`, `redis://…` or `postgres` (`LISTEN`/`NOTIFY` on the store's database) |
 //! | `redis_prefix` | `parq` | the prefix of every Redis key (replicas that share a lot share it) |
 //! | `accounts_url` | the store | accounts, sessions, API keys: `memory:` or `postgres://…`; by default where the store is (on SQLite: in the same file, with the HTTP idempotency records) |
-//! | `gateway` | `test` | payments: `test` (simulated) or `stripe` |
-//! | `webhook_secret` | random | signing secret of the payment webhooks (Stripe's `whsec_…`) (secret) |
+//! | `gateway` | `test` | payments: `test` (simulated) or `stripe`. The simulated gateway keeps its books where the store is: in the store's PostgreSQL schema (`test_gateway_*` tables, shared by every replica), in the SQLite file (kept across restarts), or in memory with `memory:` |
+//! | `allow_local_test_gateway` | `false` | with `gateway = "test"` on a durable store: keep the simulated gateway's books in this process's memory instead (lost on restart, wrong with several replicas); `/readyz` then names it `test-local` |
+//! | `webhook_secret` | random | signing secret of the payment webhooks (Stripe's `whsec_…`); for the simulated gateway on a durable store, a random one is made once and kept in its books (secret) |
 //! | `stripe_secret_key` | — | Stripe API key (secret) |
 //! | `stripe_api_base` | Stripe's | another Stripe API base URL (an emulator, a proxy) |
 //! | `stripe_send_description` | `true` | send intents' descriptions (some Stripe emulators refuse them) |
@@ -118,6 +119,7 @@ pub struct Config {
     pub redis_prefix: String,
     pub accounts_url: String,
     pub gateway: String,
+    pub allow_local_test_gateway: bool,
     pub webhook_secret: Option<String>,
     pub stripe_secret_key: Option<String>,
     pub stripe_api_base: Option<String>,
@@ -155,6 +157,7 @@ impl Default for Config {
             redis_prefix: "parq".into(),
             accounts_url: String::new(),
             gateway: "test".into(),
+            allow_local_test_gateway: false,
             webhook_secret: None,
             stripe_secret_key: None,
             stripe_api_base: None,
@@ -200,6 +203,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("redis_prefix", Kind::Str),
     ("accounts_url", Kind::Secret),
     ("gateway", Kind::Str),
+    ("allow_local_test_gateway", Kind::Bool),
     ("webhook_secret", Kind::Secret),
     ("stripe_secret_key", Kind::Secret),
     ("stripe_api_base", Kind::Str),

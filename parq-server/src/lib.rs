@@ -15,6 +15,7 @@ pub mod problem;
 pub mod sqlite;
 // Parts with no request in sight.
 pub mod demo;
+pub mod gateway;
 pub mod metrics;
 pub mod ratelimit;
 pub mod web;

@@ -1,6 +1,7 @@
 //! The server's SQLite pieces: the tables the server owns (accounts, sessions, API keys, HTTP
-//! idempotency records) in the store's own file, next to `parq-sqlite`'s tables, with their
-//! migrations recorded in `parq_server_schema`; the connections that reach them; and the
+//! idempotency records, the simulated gateway's books) in the store's own file, next to
+//! `parq-sqlite`'s tables, with their migrations recorded in `parq_server_schema`; the
+//! connections that reach them; and the
 //! online backup of the file.
 //!
 //! Connections use the store's settings: WAL, `synchronous = FULL` (an acknowledged write is
@@ -30,10 +31,15 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0002_http_idempotency.sql"),
     },
     Migration { version: 3, name: "demo_keys", sql: include_str!("../migrations/sqlite/0003_demo_keys.sql") },
+    Migration {
+        version: 4,
+        name: "test_gateway",
+        sql: include_str!("../migrations/sqlite/0004_test_gateway.sql"),
+    },
 ];
 
 /// The newest version of the server's tables this binary knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The table that records the server's applied migrations.
 const SCHEMA_TABLE: &str = "parq_server_schema";

@@ -3,12 +3,11 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use parq_core::memory::TestGateway;
 use parq_core::{Engine, OperatorId, UserId};
 use uuid::Uuid;
 
 use crate::accounts::{Accounts, Role};
-use crate::backends::Backends;
+use crate::backends::{Backends, Simulated};
 use crate::config::Config;
 use crate::demo::DemoInfo;
 use crate::metrics::Metrics;
@@ -24,7 +23,7 @@ pub struct AppState(pub(crate) Arc<Inner>);
 pub struct Inner {
     pub engine: Engine,
     pub accounts: Accounts,
-    pub test_gateway: Option<Arc<TestGateway>>,
+    pub test_gateway: Option<Simulated>,
     pub backends: Backends,
     pub config: Config,
     pub metrics: Metrics,

@@ -232,7 +232,7 @@ impl Engine {
                 return self.settle_refund(r.clone()).await.map(|(r, _)| r);
             }
         }
-        let intent = gw.retrieve(intent_id).await?;
+        let intent = belongs(gw.retrieve(intent_id).await?, id)?;
         let key = format!("parq:{id}:giveback:{intent_id}");
         let taken =
             intent.status == IntentStatus::Succeeded || (captured && intent.status != IntentStatus::Canceled);
@@ -241,7 +241,8 @@ impl Engine {
             match intent.status {
                 IntentStatus::Canceled => {}
                 _ if taken => {
-                    gw.refund(intent_id, amount, &key).await?;
+                    let key = format!("parq:{id}:giveback-refund:{intent_id}");
+                    gw.refund(intent_id, id, amount, &key).await?;
                 }
                 _ => {
                     gw.cancel(intent_id, &key).await?;
@@ -275,7 +276,7 @@ impl Engine {
         }
         let owed = Money::new(p.refunded - p.refund_settled, p.amount.currency);
         let key = format!("parq:{}:refund:{}:{}", r.id, p.refund_settled, p.refunded);
-        let refund = self.inner.gateway.refund(&p.intent_id, owed, &key).await?;
+        let refund = self.inner.gateway.refund(&p.intent_id, r.id, owed, &key).await?;
         let mut u = Update::new(&r, StateSet::of(&[r.state]), r.state, EventKind::Refunded);
         u.payment = Some(PaymentRef { refund_settled: p.refunded, ..p.clone() });
         match self.write(u).await {
@@ -334,7 +335,7 @@ impl Engine {
     async fn finish_cancellation(&self, r: &Reservation) -> Result<Money> {
         let Some(p) = r.payment.as_deref() else { return Ok(Money::zero(r.price.currency)) };
         let gw = &self.inner.gateway;
-        let intent = gw.retrieve(&p.intent_id).await?;
+        let intent = belongs(gw.retrieve(&p.intent_id).await?, r.id)?;
         let nothing = Money::zero(p.amount.currency);
         let void_key = format!("parq:{}:cancel:{}", r.id, p.intent_id);
         match intent.status {
@@ -375,5 +376,17 @@ impl Engine {
         let r = self.write(u).await?;
         let (_, refund) = self.settle_refund(r).await?;
         refund.ok_or_else(|| Error::invalid("amount", "nothing is owed"))
+    }
+}
+
+/// The intent, when the provider says it was made for `reservation`; money of another
+/// reservation's intent is never moved on this one's behalf.
+fn belongs(intent: PaymentIntent, reservation: ReservationId) -> Result<PaymentIntent> {
+    match intent.reservation {
+        Some(r) if r != reservation => Err(Error::invalid(
+            "payment",
+            format!("intent {} pays for reservation {r}, not {reservation}", intent.id),
+        )),
+        _ => Ok(intent),
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::ids::ReservationId;
 use crate::money::Money;
 use crate::ports::payment::{
     IGNORED_EVENT, IntentRequest, IntentStatus, PaymentEvent, PaymentEventKind, PaymentGateway,
@@ -41,20 +42,140 @@ pub enum Failure {
     Timeout,
 }
 
-#[derive(Debug)]
-struct IntentRec {
-    intent: PaymentIntent,
-    captured: i64,
-    refunded: i64,
+/// One simulated intent and its books: the state machine that every variant of the simulated
+/// gateway shares (this in-memory one, and those that keep their books in a database), so they
+/// cannot drift apart. Each transition changes the record only when it succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimIntent {
+    /// The intent as the provider shows it.
+    pub intent: PaymentIntent,
+    /// Minor units captured.
+    pub captured: i64,
+    /// Minor units refunded in all.
+    pub refunded: i64,
+}
+
+impl SimIntent {
+    /// A new intent for `req`, waiting for the driver to pay, under a fresh random id
+    /// (`pi_test_<32 hex digits>`): ids never repeat, whichever process makes them.
+    pub fn create(req: &IntentRequest) -> Self {
+        let id = random_id("pi_test");
+        let intent = PaymentIntent {
+            id: id.clone(),
+            status: IntentStatus::RequiresPaymentMethod,
+            amount: req.amount,
+            client_secret: Some(format!("{id}_secret")),
+            reservation: Some(req.reservation),
+        };
+        Self { intent, captured: 0, refunded: 0 }
+    }
+
+    /// The fingerprint of a creation request: the same key for another request is refused.
+    pub fn create_fingerprint(req: &IntentRequest) -> String {
+        format!("{}:{}:{}", req.reservation, req.amount.minor, req.amount.currency)
+    }
+
+    /// The driver pays: authorised, or with `capture` captured at once; `decline` (a reason)
+    /// fails the attempt and leaves the intent payable. Returns what the webhook will say.
+    pub fn pay(&mut self, capture: bool, decline: Option<String>) -> Result<PaymentEventKind> {
+        if let Some(reason) = decline {
+            return Ok(PaymentEventKind::Failed { reason });
+        }
+        if self.intent.status != IntentStatus::RequiresPaymentMethod {
+            return Err(Error::invalid("intent", "already paid or cancelled"));
+        }
+        if capture {
+            self.intent.status = IntentStatus::Succeeded;
+            self.captured = self.intent.amount.minor;
+            Ok(PaymentEventKind::Succeeded)
+        } else {
+            self.intent.status = IntentStatus::RequiresCapture;
+            Ok(PaymentEventKind::Authorized)
+        }
+    }
+
+    /// Captures an authorised intent; a captured one stays as it is.
+    pub fn capture(&mut self) -> Result<()> {
+        match self.intent.status {
+            IntentStatus::RequiresCapture => {
+                self.intent.status = IntentStatus::Succeeded;
+                self.captured = self.intent.amount.minor;
+                Ok(())
+            }
+            IntentStatus::Succeeded => Ok(()),
+            s => Err(Error::invalid("intent", format!("cannot capture an intent in status {s:?}"))),
+        }
+    }
+
+    /// Voids an uncaptured intent.
+    pub fn cancel(&mut self) -> Result<()> {
+        match self.intent.status {
+            IntentStatus::Succeeded => {
+                Err(Error::invalid("intent", "a captured intent is refunded, not cancelled"))
+            }
+            _ => {
+                self.intent.status = IntentStatus::Canceled;
+                Ok(())
+            }
+        }
+    }
+
+    /// Refunds `amount` of the capture, for `reservation`, which must be the one the intent
+    /// was made for.
+    pub fn refund(&mut self, reservation: ReservationId, amount: Money) -> Result<()> {
+        if self.intent.reservation != Some(reservation) {
+            return Err(Error::invalid(
+                "reservation",
+                format!("intent {} does not pay for reservation {reservation}", self.intent.id),
+            ));
+        }
+        if amount.currency != self.intent.amount.currency || amount.minor <= 0 {
+            return Err(Error::invalid("amount", "must be positive, in the intent's currency"));
+        }
+        if self.refunded + amount.minor > self.captured {
+            return Err(Error::invalid("amount", "more than was captured"));
+        }
+        self.refunded += amount.minor;
+        Ok(())
+    }
+
+    /// The webhook event saying `kind` happened to this intent, under a fresh random id.
+    pub fn event(&self, kind: PaymentEventKind) -> Result<PaymentEvent> {
+        Ok(PaymentEvent {
+            id: random_id("evt_test"),
+            intent_id: self.intent.id.clone(),
+            reservation: self.intent.reservation.ok_or_else(|| Error::invalid("intent", "no reservation"))?,
+            kind,
+        })
+    }
+}
+
+/// The fingerprint of a capture under an idempotency key.
+pub fn capture_fingerprint(intent_id: &str) -> String {
+    format!("capture:{intent_id}")
+}
+
+/// The fingerprint of a cancellation under an idempotency key.
+pub fn cancel_fingerprint(intent_id: &str) -> String {
+    format!("cancel:{intent_id}")
+}
+
+/// The fingerprint of a refund under an idempotency key.
+pub fn refund_fingerprint(intent_id: &str, reservation: ReservationId, amount: Money) -> String {
+    format!("refund:{intent_id}:{reservation}:{}:{}", amount.minor, amount.currency)
+}
+
+/// `<prefix>_<32 random hex digits>`: unique across processes and restarts, unlike a counter.
+pub fn random_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
 #[derive(Debug, Default)]
 struct State {
-    intents: HashMap<String, IntentRec>,
+    intents: HashMap<String, SimIntent>,
     keys: HashMap<String, (String, String)>,
     script: HashMap<GatewayOp, VecDeque<Failure>>,
     calls: HashMap<GatewayOp, u64>,
-    next: u64,
 }
 
 /// A simulated [`PaymentGateway`] with the semantics of a real one: idempotency keys, manual
@@ -122,74 +243,50 @@ impl TestGateway {
         }
     }
 
-    fn event(st: &mut State, rec: &IntentRec, kind: PaymentEventKind) -> Result<PaymentEvent> {
-        st.next += 1;
-        Ok(PaymentEvent {
-            id: format!("evt_test_{}", st.next),
-            intent_id: rec.intent.id.clone(),
-            reservation: rec.intent.reservation.ok_or_else(|| Error::invalid("intent", "no reservation"))?,
-            kind,
-        })
-    }
-
     /// The driver pays the intent: it becomes authorised (or, with `capture`, captured at once,
     /// like a provider without manual capture). Returns the webhook event the provider would
     /// send; a scripted decline returns a `failed` event instead and leaves the intent payable.
     pub fn pay(&self, intent_id: &str, capture: bool) -> Result<PaymentEvent> {
+        self.pay_or_decline(intent_id, capture, None)
+    }
+
+    /// [`pay`](Self::pay), declined with `decline` (a reason) when it is given: the decline
+    /// belongs to this call, not to whichever payment comes next as with
+    /// [`fail_next`](Self::fail_next).
+    pub fn pay_or_decline(
+        &self,
+        intent_id: &str,
+        capture: bool,
+        decline: Option<String>,
+    ) -> Result<PaymentEvent> {
         let mut st = self.state();
-        let outcome = Self::begin(&mut st, GatewayOp::Pay);
-        let rec =
-            st.intents.remove(intent_id).ok_or_else(|| Error::not_found(format!("intent {intent_id}")))?;
-        let mut rec = rec;
-        let kind = match outcome {
-            Err(Error::PaymentDeclined { reason }) => PaymentEventKind::Failed { reason },
-            Err(e) => {
-                st.intents.insert(intent_id.to_owned(), rec);
-                return Err(e);
-            }
-            Ok(()) if rec.intent.status != IntentStatus::RequiresPaymentMethod => {
-                st.intents.insert(intent_id.to_owned(), rec);
-                return Err(Error::invalid("intent", "already paid or cancelled"));
-            }
-            Ok(()) if capture => {
-                rec.intent.status = IntentStatus::Succeeded;
-                rec.captured = rec.intent.amount.minor;
-                PaymentEventKind::Succeeded
-            }
-            Ok(()) => {
-                rec.intent.status = IntentStatus::RequiresCapture;
-                PaymentEventKind::Authorized
-            }
+        let decline = match Self::begin(&mut st, GatewayOp::Pay) {
+            Ok(()) => decline,
+            Err(Error::PaymentDeclined { reason }) => Some(reason),
+            Err(e) => return Err(e),
         };
-        let ev = Self::event(&mut st, &rec, kind);
-        st.intents.insert(intent_id.to_owned(), rec);
-        ev
+        let rec =
+            st.intents.get_mut(intent_id).ok_or_else(|| Error::not_found(format!("intent {intent_id}")))?;
+        let kind = rec.pay(capture, decline)?;
+        rec.event(kind)
     }
 
     /// A webhook delivery of `event` as the provider would send it at `at`: the body and the
     /// signature header value.
     pub fn sign(&self, event: &PaymentEvent, at: Timestamp) -> (Vec<u8>, String) {
-        let event = serde_json::to_value(event).expect("events serialise");
-        let body =
-            serde_json::to_vec(&Envelope { created: at.as_second(), event }).expect("events serialise");
-        let sig = self.signature(&body, at);
-        (body, sig)
+        sign_delivery(&self.secret, event, at)
     }
 
     /// A delivery of an event that the provider sends but ParQ does not act on (here, a
     /// `customer_created` event), signed at `at`: [`parse_webhook`](PaymentGateway::parse_webhook)
     /// answers it with an [ignorable](crate::ports::payment::is_ignorable) error.
     pub fn sign_foreign(&self, id: &str, at: Timestamp) -> (Vec<u8>, String) {
-        let event = serde_json::json!({ "id": id, "type": "customer_created" });
-        let body =
-            serde_json::to_vec(&Envelope { created: at.as_second(), event }).expect("events serialise");
-        let sig = self.signature(&body, at);
-        (body, sig)
+        sign_foreign_delivery(&self.secret, id, at)
     }
 
     /// The signature header value for `payload` sent at `at`.
     pub fn signature(&self, payload: &[u8], at: Timestamp) -> String {
-        format!("t={},v1={}", at.as_second(), hmac_hex(&self.secret, at.as_second(), payload))
+        delivery_signature(&self.secret, payload, at)
     }
 
     fn keyed<F>(&self, key: &str, fingerprint: String, op: GatewayOp, f: F) -> Result<String>
@@ -208,6 +305,10 @@ impl TestGateway {
         let response = f(&mut st)?;
         st.keys.insert(key.to_owned(), (fingerprint, response.clone()));
         Ok(response)
+    }
+
+    fn found<'a>(st: &'a mut State, intent_id: &str) -> Result<&'a mut SimIntent> {
+        st.intents.get_mut(intent_id).ok_or_else(|| Error::not_found(format!("intent {intent_id}")))
     }
 
     fn intent(&self, id: &str) -> Result<PaymentIntent> {
@@ -241,78 +342,42 @@ impl PaymentGateway for TestGateway {
     }
 
     async fn create_intent(&self, req: &IntentRequest) -> Result<PaymentIntent> {
-        let fp = format!("{}:{}:{}", req.reservation, req.amount.minor, req.amount.currency);
-        let id = self.keyed(&req.idempotency_key, fp, GatewayOp::Create, |st| {
-            st.next += 1;
-            let id = format!("pi_test_{}", st.next);
-            let intent = PaymentIntent {
-                id: id.clone(),
-                status: IntentStatus::RequiresPaymentMethod,
-                amount: req.amount,
-                client_secret: Some(format!("{id}_secret")),
-                reservation: Some(req.reservation),
-            };
-            st.intents.insert(id.clone(), IntentRec { intent, captured: 0, refunded: 0 });
-            Ok(id)
-        })?;
+        let id =
+            self.keyed(&req.idempotency_key, SimIntent::create_fingerprint(req), GatewayOp::Create, |st| {
+                let rec = SimIntent::create(req);
+                let id = rec.intent.id.clone();
+                st.intents.insert(id.clone(), rec);
+                Ok(id)
+            })?;
         self.intent(&id)
     }
 
     async fn capture(&self, intent_id: &str, key: &str) -> Result<PaymentIntent> {
-        self.keyed(key, format!("capture:{intent_id}"), GatewayOp::Capture, |st| {
-            let rec = st
-                .intents
-                .get_mut(intent_id)
-                .ok_or_else(|| Error::not_found(format!("intent {intent_id}")))?;
-            match rec.intent.status {
-                IntentStatus::RequiresCapture => {
-                    rec.intent.status = IntentStatus::Succeeded;
-                    rec.captured = rec.intent.amount.minor;
-                    Ok(intent_id.to_owned())
-                }
-                IntentStatus::Succeeded => Ok(intent_id.to_owned()),
-                s => Err(Error::invalid("intent", format!("cannot capture an intent in status {s:?}"))),
-            }
+        self.keyed(key, capture_fingerprint(intent_id), GatewayOp::Capture, |st| {
+            Self::found(st, intent_id)?.capture().map(|()| intent_id.to_owned())
         })?;
         self.intent(intent_id)
     }
 
     async fn cancel(&self, intent_id: &str, key: &str) -> Result<PaymentIntent> {
-        self.keyed(key, format!("cancel:{intent_id}"), GatewayOp::Cancel, |st| {
-            let rec = st
-                .intents
-                .get_mut(intent_id)
-                .ok_or_else(|| Error::not_found(format!("intent {intent_id}")))?;
-            match rec.intent.status {
-                IntentStatus::Succeeded => {
-                    Err(Error::invalid("intent", "a captured intent is refunded, not cancelled"))
-                }
-                _ => {
-                    rec.intent.status = IntentStatus::Canceled;
-                    Ok(intent_id.to_owned())
-                }
-            }
+        self.keyed(key, cancel_fingerprint(intent_id), GatewayOp::Cancel, |st| {
+            Self::found(st, intent_id)?.cancel().map(|()| intent_id.to_owned())
         })?;
         self.intent(intent_id)
     }
 
-    async fn refund(&self, intent_id: &str, amount: Money, key: &str) -> Result<Refund> {
-        let id =
-            self.keyed(key, format!("refund:{intent_id}:{}", amount.minor), GatewayOp::Refund, |st| {
-                let rec = st
-                    .intents
-                    .get_mut(intent_id)
-                    .ok_or_else(|| Error::not_found(format!("intent {intent_id}")))?;
-                if amount.currency != rec.intent.amount.currency || amount.minor <= 0 {
-                    return Err(Error::invalid("amount", "must be positive, in the intent's currency"));
-                }
-                if rec.refunded + amount.minor > rec.captured {
-                    return Err(Error::invalid("amount", "more than was captured"));
-                }
-                rec.refunded += amount.minor;
-                st.next += 1;
-                Ok(format!("re_test_{}", st.next))
-            })?;
+    async fn refund(
+        &self,
+        intent_id: &str,
+        reservation: ReservationId,
+        amount: Money,
+        key: &str,
+    ) -> Result<Refund> {
+        let fingerprint = refund_fingerprint(intent_id, reservation, amount);
+        let id = self.keyed(key, fingerprint, GatewayOp::Refund, |st| {
+            Self::found(st, intent_id)?.refund(reservation, amount)?;
+            Ok(random_id("re_test"))
+        })?;
         Ok(Refund { id, amount })
     }
 
@@ -322,39 +387,70 @@ impl PaymentGateway for TestGateway {
     }
 
     fn parse_webhook(&self, payload: &[u8], signature: &str, now: Timestamp) -> Result<PaymentEvent> {
-        let bad = |m: &str| Error::invalid("signature", m.to_owned());
-        let mut t = None;
-        let mut v1 = Vec::new();
-        for part in signature.split(',') {
-            match part.trim().split_once('=') {
-                Some(("t", v)) => t = v.parse::<i64>().ok(),
-                Some(("v1", v)) => v1.push(v),
-                _ => {}
-            }
-        }
-        let t = t.ok_or_else(|| bad("missing timestamp"))?;
-        let expected = hmac_hex(&self.secret, t, payload);
-        // Compare without early exit.
-        if !v1.iter().any(|s| {
-            s.len() == expected.len() && s.bytes().zip(expected.bytes()).fold(0, |a, (x, y)| a | (x ^ y)) == 0
-        }) {
-            return Err(bad("no valid signature"));
-        }
-        let age = now.as_second().saturating_sub(t).abs();
-        if age > self.tolerance.as_secs() {
-            return Err(bad("timestamp outside the tolerance"));
-        }
-        let env: Envelope =
-            serde_json::from_slice(payload).map_err(|e| Error::invalid("payload", e.to_string()))?;
-        match env.event.get("type").and_then(serde_json::Value::as_str) {
-            Some(kind) if !EVENT_TYPES.contains(&kind) => {
-                return Err(Error::invalid(
-                    IGNORED_EVENT,
-                    format!("event type {kind} is not one ParQ acts on"),
-                ));
-            }
+        parse_delivery(&self.secret, self.tolerance, payload, signature, now)
+    }
+}
+
+/// A webhook delivery of `event` signed with `secret` at `at`, as every simulated gateway
+/// sends it: the body and the signature header value.
+pub fn sign_delivery(secret: &[u8], event: &PaymentEvent, at: Timestamp) -> (Vec<u8>, String) {
+    let event = serde_json::to_value(event).expect("events serialise");
+    let body = serde_json::to_vec(&Envelope { created: at.as_second(), event }).expect("events serialise");
+    let sig = delivery_signature(secret, &body, at);
+    (body, sig)
+}
+
+/// A delivery, signed with `secret` at `at`, of an event ParQ does not act on.
+pub fn sign_foreign_delivery(secret: &[u8], id: &str, at: Timestamp) -> (Vec<u8>, String) {
+    let event = serde_json::json!({ "id": id, "type": "customer_created" });
+    let body = serde_json::to_vec(&Envelope { created: at.as_second(), event }).expect("events serialise");
+    let sig = delivery_signature(secret, &body, at);
+    (body, sig)
+}
+
+/// The signature header value (`t=<unix>,v1=<hmac-sha256>`) of `payload` sent at `at`.
+pub fn delivery_signature(secret: &[u8], payload: &[u8], at: Timestamp) -> String {
+    format!("t={},v1={}", at.as_second(), hmac_hex(secret, at.as_second(), payload))
+}
+
+/// Verifies a simulated gateway's delivery signed with `secret` (within `tolerance` of `now`)
+/// and parses it, with the errors [`PaymentGateway::parse_webhook`] promises.
+pub fn parse_delivery(
+    secret: &[u8],
+    tolerance: SignedDuration,
+    payload: &[u8],
+    signature: &str,
+    now: Timestamp,
+) -> Result<PaymentEvent> {
+    let bad = |m: &str| Error::invalid("signature", m.to_owned());
+    let mut t = None;
+    let mut v1 = Vec::new();
+    for part in signature.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => t = v.parse::<i64>().ok(),
+            Some(("v1", v)) => v1.push(v),
             _ => {}
         }
-        serde_json::from_value(env.event).map_err(|e| Error::invalid("payload", e.to_string()))
     }
+    let t = t.ok_or_else(|| bad("missing timestamp"))?;
+    let expected = hmac_hex(secret, t, payload);
+    // Compare without early exit.
+    if !v1.iter().any(|s| {
+        s.len() == expected.len() && s.bytes().zip(expected.bytes()).fold(0, |a, (x, y)| a | (x ^ y)) == 0
+    }) {
+        return Err(bad("no valid signature"));
+    }
+    let age = now.as_second().saturating_sub(t).abs();
+    if age > tolerance.as_secs() {
+        return Err(bad("timestamp outside the tolerance"));
+    }
+    let env: Envelope =
+        serde_json::from_slice(payload).map_err(|e| Error::invalid("payload", e.to_string()))?;
+    match env.event.get("type").and_then(serde_json::Value::as_str) {
+        Some(kind) if !EVENT_TYPES.contains(&kind) => {
+            return Err(Error::invalid(IGNORED_EVENT, format!("event type {kind} is not one ParQ acts on")));
+        }
+        _ => {}
+    }
+    serde_json::from_value(env.event).map_err(|e| Error::invalid("payload", e.to_string()))
 }

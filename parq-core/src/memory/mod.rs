@@ -6,7 +6,10 @@ mod lock;
 mod notifier;
 mod store;
 
-pub use gateway::{Failure, GatewayOp, TestGateway};
+pub use gateway::{
+    Failure, GatewayOp, SimIntent, TestGateway, cancel_fingerprint, capture_fingerprint, delivery_signature,
+    parse_delivery, random_id, refund_fingerprint, sign_delivery, sign_foreign_delivery,
+};
 pub use lock::MemoryLock;
 pub use notifier::BroadcastNotifier;
 pub use store::{DEFAULT_EVENT_RETENTION, MemoryStore};

@@ -116,6 +116,11 @@ pub struct PaymentEvent {
 /// - [`create_intent`](Self::create_intent) authorises only; money moves on
 ///   [`capture`](Self::capture). [`cancel`](Self::cancel) voids an uncaptured intent;
 ///   [`refund`](Self::refund) returns captured money (full or partial).
+/// - A refund names the reservation it is for, and reaches only the intent made for that
+///   reservation (its metadata): for any other intent it is refused as
+///   [`Invalid`](crate::Error::Invalid) with field `reservation`, and nothing moves. The
+///   engine derives every key from the reservation, so no refund is ever sent on the strength of
+///   an intent id alone.
 /// - A declined card is [`PaymentDeclined`](crate::Error::PaymentDeclined); timeouts and 5xx
 ///   are retryable [`Unavailable`](crate::Error::Unavailable); an unknown intent is
 ///   [`NotFound`](crate::Error::NotFound).
@@ -135,8 +140,14 @@ pub trait PaymentGateway: Send + Sync + Debug + 'static {
     async fn capture(&self, intent_id: &str, idempotency_key: &str) -> Result<PaymentIntent>;
     /// Voids an uncaptured intent.
     async fn cancel(&self, intent_id: &str, idempotency_key: &str) -> Result<PaymentIntent>;
-    /// Refunds `amount` of a captured intent.
-    async fn refund(&self, intent_id: &str, amount: Money, idempotency_key: &str) -> Result<Refund>;
+    /// Refunds `amount` of a captured intent, which must be the one made for `reservation`.
+    async fn refund(
+        &self,
+        intent_id: &str,
+        reservation: ReservationId,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> Result<Refund>;
     /// The intent as the provider sees it now.
     async fn retrieve(&self, intent_id: &str) -> Result<PaymentIntent>;
     /// Verifies and parses a webhook delivery.

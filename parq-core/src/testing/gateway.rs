@@ -123,6 +123,11 @@ async fn captured(h: &Harness, minor: i64) -> PaymentIntent {
     done
 }
 
+/// The reservation an intent pays for.
+fn of(intent: &PaymentIntent) -> ReservationId {
+    intent.reservation.expect("the intent names its reservation")
+}
+
 fn refused<T: Debug>(r: crate::Result<T>, what: &str) -> Error {
     match r {
         Ok(v) => panic!("{what}: expected a refusal, got {v:?}"),
@@ -197,12 +202,12 @@ pub async fn gateway_refund_returns_captured_money_once(h: Harness) {
     let g = h.gateway();
     let done = captured(&h, 800).await;
     let eur = |m| Money::new(m, Currency::EUR);
-    let first = g.refund(&done.id, eur(100), "parq:r:refund-1").await.unwrap();
+    let first = g.refund(&done.id, of(&done), eur(100), "parq:r:refund-1").await.unwrap();
     assert_eq!(first.amount, eur(100));
-    let again = g.refund(&done.id, eur(100), "parq:r:refund-1").await.unwrap();
+    let again = g.refund(&done.id, of(&done), eur(100), "parq:r:refund-1").await.unwrap();
     assert_eq!(again.id, first.id, "the same key is the same refund");
     assert_eq!(h.money(&done.id).await, (800, 100), "refunded once");
-    let second = g.refund(&done.id, eur(300), "parq:r:refund-2").await.unwrap();
+    let second = g.refund(&done.id, of(&done), eur(300), "parq:r:refund-2").await.unwrap();
     assert_ne!(second.id, first.id);
     assert_eq!(h.money(&done.id).await, (800, 400), "refunds add up");
 }
@@ -214,20 +219,60 @@ pub async fn gateway_refund_only_what_was_captured(h: Harness) {
     let eur = |m| Money::new(m, Currency::EUR);
     let authorised = g.create_intent(&request(ReservationId::new(), 1, 500)).await.unwrap();
     h.pay(&authorised).await;
-    refused(g.refund(&authorised.id, eur(100), "parq:x:refund").await, "refunding an authorisation");
+    refused(
+        g.refund(&authorised.id, of(&authorised), eur(100), "parq:x:refund").await,
+        "refunding an authorisation",
+    );
     assert_eq!(h.money(&authorised.id).await, (0, 0));
     let done = captured(&h, 500).await;
-    refused(g.refund(&done.id, eur(501), "parq:y:refund-more").await, "refunding more than captured");
-    let e = refused(g.refund(&done.id, Money::new(100, Currency::USD), "parq:y:refund-usd").await, "usd");
+    refused(
+        g.refund(&done.id, of(&done), eur(501), "parq:y:refund-more").await,
+        "refunding more than captured",
+    );
+    let e = refused(
+        g.refund(&done.id, of(&done), Money::new(100, Currency::USD), "parq:y:refund-usd").await,
+        "usd",
+    );
     assert!(matches!(e, Error::Invalid { field: "amount", .. }), "{e:?}");
-    let e = refused(g.refund(&done.id, eur(0), "parq:y:refund-zero").await, "nothing");
+    let e = refused(g.refund(&done.id, of(&done), eur(0), "parq:y:refund-zero").await, "nothing");
     assert!(matches!(e, Error::Invalid { field: "amount", .. }), "{e:?}");
     assert_eq!(h.money(&done.id).await, (500, 0), "refused refunds move nothing");
-    g.refund(&done.id, eur(500), "parq:y:refund-all").await.expect("all of it");
+    g.refund(&done.id, of(&done), eur(500), "parq:y:refund-all").await.expect("all of it");
     if h.provider_limits_refund_totals() {
-        refused(g.refund(&done.id, eur(1), "parq:y:refund-more-2").await, "refunding past everything");
+        refused(
+            g.refund(&done.id, of(&done), eur(1), "parq:y:refund-more-2").await,
+            "refunding past everything",
+        );
     }
     assert_eq!(h.money(&done.id).await, (500, 500));
+}
+
+/// A refund reaches only the intent of the reservation it names: for another reservation's
+/// intent it is refused (`Invalid`, field `reservation`) and moves nothing, even under a key
+/// that refunded before; retried under its key, the right refund is made once.
+pub async fn gateway_refund_reaches_only_its_reservations_intent(h: Harness) {
+    let g = h.gateway();
+    let eur = |m| Money::new(m, Currency::EUR);
+    let mine = captured(&h, 700).await;
+    let theirs = captured(&h, 900).await;
+    assert_ne!(mine.id, theirs.id);
+    assert_ne!(of(&mine), of(&theirs));
+    let key = format!("parq:{}:refund:0:300", of(&theirs));
+    let e = refused(g.refund(&mine.id, of(&theirs), eur(300), &key).await, "another reservation's refund");
+    assert!(matches!(e, Error::Invalid { field: "reservation", .. }), "{e:?}");
+    assert_eq!(h.money(&mine.id).await, (700, 0), "a refused refund moves nothing");
+    let done = g.refund(&theirs.id, of(&theirs), eur(300), &key).await.expect("their own refund");
+    assert_eq!(done.amount, eur(300));
+    for _ in 0..3 {
+        let again = g.refund(&theirs.id, of(&theirs), eur(300), &key).await.expect("a retried refund");
+        assert_eq!(again.id, done.id, "a retry is the same refund");
+    }
+    refused(g.refund(&mine.id, of(&theirs), eur(300), &key).await, "the key of a refund, on another intent");
+    assert_eq!(h.money(&theirs.id).await, (900, 300), "refunded once");
+    assert_eq!(h.money(&mine.id).await, (700, 0), "the other payment is untouched");
+    let ids: std::collections::HashSet<_> =
+        [mine.id.as_str(), theirs.id.as_str(), done.id.as_str()].into_iter().collect();
+    assert_eq!(ids.len(), 3);
 }
 
 /// An intent the provider does not know is `NotFound`, whatever is asked of it.
@@ -238,7 +283,8 @@ pub async fn gateway_unknown_intent_is_not_found(h: Harness) {
     nf(g.retrieve(id).await.unwrap_err(), "retrieve");
     nf(g.capture(id, "parq:n:capture").await.unwrap_err(), "capture");
     nf(g.cancel(id, "parq:n:cancel").await.unwrap_err(), "cancel");
-    nf(g.refund(id, Money::new(100, Currency::EUR), "parq:n:refund").await.unwrap_err(), "refund");
+    let refund = g.refund(id, ReservationId::new(), Money::new(100, Currency::EUR), "parq:n:refund").await;
+    nf(refund.unwrap_err(), "refund");
 }
 
 /// A genuine delivery within the tolerance (either way) is verified and parsed into the event

@@ -388,6 +388,7 @@ macro_rules! __gateway_cases {
             gateway_cancel_voids_an_uncaptured_intent,
             gateway_refund_returns_captured_money_once,
             gateway_refund_only_what_was_captured,
+            gateway_refund_reaches_only_its_reservations_intent,
             gateway_unknown_intent_is_not_found,
             gateway_webhook_verified_and_parsed,
             gateway_webhook_refused_when_not_genuine,

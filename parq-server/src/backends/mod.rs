@@ -9,7 +9,7 @@
 //! | `lock_url` | `none`, `memory:`, `redis://…` (`FailoverLock` over `RedisLock`, with `RedisHealth`) |
 //! | `notifier_url` | `memory:`, `redis://…` (`RedisNotifier`, merged with `PgNotifier` when the store is on PostgreSQL), `postgres` (`PgNotifier` on the store's database) |
 //! | `accounts_url` | empty (where the store is: `SqliteAccounts` in the store's file, `PgAccounts` in `store_schema`, or memory), `memory:`, `postgres://…` (`PgAccounts` in `store_schema`) |
-//! | `gateway` | `test`, `stripe` (`StripeGateway`) |
+//! | `gateway` | `test` (the simulated gateway: `SharedTestGateway` with its books in the store's PostgreSQL schema or SQLite file; `TestGateway` in memory with `memory:` or `allow_local_test_gateway`), `stripe` (`StripeGateway`) |
 //!
 //! URLs may hold passwords: errors name the key and the scheme, never the URL.
 
@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::accounts::{Accounts, MemoryAccounts, PgAccounts, SqliteAccounts};
 use crate::config::{Config, ConfigError};
+use crate::gateway::{GatewayBook, PgBook, SharedTestGateway, SqliteBook};
 
 pub mod postgres;
 
@@ -72,13 +73,69 @@ pub enum StartError {
     },
 }
 
-/// The payment gateway, and what only the test gateway can do.
+/// The payment gateway, and what only the simulated gateway can do.
 #[derive(Debug, Clone)]
 pub enum Gateway {
-    /// Simulated payments; the server exposes endpoints to play the driver paying.
+    /// Simulated payments with their books in this process's memory; the server exposes
+    /// endpoints to play the driver paying.
     Test(Arc<TestGateway>),
+    /// Simulated payments with their books in the store's database, shared by every replica.
+    SharedTest(Arc<SharedTestGateway>),
     /// Stripe's PaymentIntents; webhooks arrive at `POST /api/v1/webhooks/stripe`.
     Stripe(Arc<StripeGateway>),
+}
+
+/// The simulated gateway, as the routes that play the driver use it.
+#[derive(Debug, Clone)]
+pub enum Simulated {
+    /// Books in this process's memory.
+    Local(Arc<TestGateway>),
+    /// Books in the store's database.
+    Shared(Arc<SharedTestGateway>),
+}
+
+impl Simulated {
+    /// The driver pays `intent_id` (or, with `decline`, the attempt fails): the webhook event
+    /// the provider sends.
+    pub async fn pay(
+        &self,
+        intent_id: &str,
+        capture: bool,
+        decline: Option<String>,
+    ) -> parq_core::Result<parq_core::PaymentEvent> {
+        match self {
+            Simulated::Local(g) => g.pay_or_decline(intent_id, capture, decline),
+            Simulated::Shared(g) => g.pay(intent_id, capture, decline).await,
+        }
+    }
+
+    /// A delivery of `event` signed at `at`: the body and the signature header value.
+    pub async fn sign(
+        &self,
+        event: &parq_core::PaymentEvent,
+        at: jiff::Timestamp,
+    ) -> parq_core::Result<(Vec<u8>, String)> {
+        match self {
+            Simulated::Local(g) => Ok(g.sign(event, at)),
+            Simulated::Shared(g) => g.sign(event, at).await,
+        }
+    }
+
+    /// Captured and refunded minor units of an intent, when it exists.
+    pub async fn money(&self, intent_id: &str) -> parq_core::Result<Option<(i64, i64)>> {
+        match self {
+            Simulated::Local(g) => Ok(g.money(intent_id)),
+            Simulated::Shared(g) => g.money(intent_id).await,
+        }
+    }
+
+    /// The gateway as the engine uses it.
+    pub fn as_dyn(&self) -> &DynPaymentGateway {
+        match self {
+            Simulated::Local(g) => g.as_ref(),
+            Simulated::Shared(g) => g.as_ref(),
+        }
+    }
 }
 
 impl Gateway {
@@ -86,14 +143,16 @@ impl Gateway {
     pub fn as_dyn(&self) -> Arc<DynPaymentGateway> {
         match self {
             Gateway::Test(g) => g.clone(),
+            Gateway::SharedTest(g) => g.clone(),
             Gateway::Stripe(g) => g.clone(),
         }
     }
 
-    /// The test gateway, when that is the one in use.
-    pub fn test(&self) -> Option<&Arc<TestGateway>> {
+    /// The simulated gateway, when that is the one in use.
+    pub fn test(&self) -> Option<Simulated> {
         match self {
-            Gateway::Test(g) => Some(g),
+            Gateway::Test(g) => Some(Simulated::Local(g.clone())),
+            Gateway::SharedTest(g) => Some(Simulated::Shared(g.clone())),
             Gateway::Stripe(_) => None,
         }
     }
@@ -101,6 +160,15 @@ impl Gateway {
     /// Whether this is Stripe.
     pub fn is_stripe(&self) -> bool {
         matches!(self, Gateway::Stripe(_))
+    }
+
+    /// Loads what the gateway needs from its backend before serving (the simulated gateway's
+    /// shared webhook secret).
+    pub async fn prepare(&self) -> parq_core::Result<()> {
+        match self {
+            Gateway::SharedTest(g) => g.prepare().await,
+            Gateway::Test(_) | Gateway::Stripe(_) => Ok(()),
+        }
     }
 }
 
@@ -373,11 +441,35 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
             .into());
         }
         "test" => {
-            let secret = match &config.webhook_secret {
-                Some(s) if !s.is_empty() => s.clone().into_bytes(),
-                _ => crate::accounts::secret::token("whsec_").into_bytes(),
+            let configured = config.webhook_secret.clone().filter(|s| !s.is_empty()).map(String::into_bytes);
+            let book: Option<Arc<dyn GatewayBook>> = match (&postgres, &sqlite) {
+                _ if config.allow_local_test_gateway => None,
+                (Some(pg), _) => Some(Arc::new(PgBook::new(pg.pool.clone(), &pg.schema))),
+                (None, Some(lite)) => Some(Arc::new(SqliteBook::new(lite.db.clone()))),
+                (None, None) => None,
             };
-            (Gateway::Test(Arc::new(TestGateway::new(secret))), "test")
+            match book {
+                Some(book) => {
+                    let g = SharedTestGateway::new(book, configured);
+                    let name = g.name();
+                    (Gateway::SharedTest(Arc::new(g)), name)
+                }
+                None => {
+                    let durable = postgres.is_some() || sqlite.is_some();
+                    if durable {
+                        tracing::warn!(
+                            "allow_local_test_gateway: the simulated gateway keeps its books in this process \
+                             only; they are lost on restart and other replicas do not see them"
+                        );
+                    }
+                    let secret =
+                        configured.unwrap_or_else(|| crate::accounts::secret::token("whsec_").into_bytes());
+                    (
+                        Gateway::Test(Arc::new(TestGateway::new(secret))),
+                        if durable { "test-local" } else { "test" },
+                    )
+                }
+            }
         }
         other => {
             return Err(
@@ -428,7 +520,10 @@ pub async fn migrate(config: &Config, mut progress: impl FnMut(String)) -> Resul
     let applied = migrate::run(&mut client, &pg.schema, &migrate::STORE).await?;
     let all = migrate::count(&client, &pg.schema, &migrate::STORE).await?;
     progress(format!("  store: {} applied now, {all} in all", applied.len()));
-    progress("PostgreSQL: applying the server's migrations (accounts, idempotency records)".into());
+    progress(
+        "PostgreSQL: applying the server's migrations (accounts, idempotency records, simulated gateway)"
+            .into(),
+    );
     let done = migrate::run(&mut client, &pg.schema, &postgres::MIGRATIONS).await?;
     for m in &done {
         progress(format!("  server: applied {:04} {}", m.version, m.name));

@@ -1,5 +1,5 @@
 //! The server's PostgreSQL pieces: URLs and pools from the configuration, and the migrations of
-//! the tables the server owns (accounts, idempotency records), which live in the store's schema
+//! the tables the server owns (accounts, idempotency records, the simulated gateway's books), which live in the store's schema
 //! next to `parq-postgres`'s tables and are recorded in `parq_server_migrations`. Running them
 //! and reading driver errors is `parq-postgres`'s toolkit.
 
@@ -22,6 +22,11 @@ pub const MIGRATIONS: Migrations<'static> = Migrations {
             version: 2,
             name: "http_idempotency",
             sql: include_str!("../../migrations/0002_http_idempotency.sql"),
+        },
+        Migration {
+            version: 3,
+            name: "test_gateway",
+            sql: include_str!("../../migrations/0003_test_gateway.sql"),
         },
     ],
 };

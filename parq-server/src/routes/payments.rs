@@ -2,7 +2,6 @@
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
-use parq_core::memory::{Failure, GatewayOp};
 use parq_core::{Error, PaymentEventKind};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -122,18 +121,15 @@ pub async fn test_pay(
             _ => Problem::bad_request(format!("the body is not valid JSON: {e}")),
         })?
     };
-    let intent = parq_core::PaymentGateway::retrieve(gw.as_ref(), &intent_id).await?;
+    let intent = gw.as_dyn().retrieve(&intent_id).await?;
     let reservation = intent.reservation.ok_or_else(|| Error::not_found(format!("intent {intent_id}")))?;
     // Only the driver whose reservation it is may pay it here.
     s.engine
         .get_for(reservation, user.id)
         .await
         .map_err(|_| Error::not_found(format!("intent {intent_id}")))?;
-    if let Some(reason) = b.decline {
-        gw.fail_next(GatewayOp::Pay, Failure::Decline(reason));
-    }
-    let event = gw.pay(&intent_id, b.capture.unwrap_or(true))?;
-    let (payload, signature) = gw.sign(&event, s.engine.now());
+    let event = gw.pay(&intent_id, b.capture.unwrap_or(true), b.decline).await?;
+    let (payload, signature) = gw.sign(&event, s.engine.now()).await?;
     let r = s.engine.handle_webhook(&payload, &signature).await?;
     let outcome = match &event.kind {
         PaymentEventKind::Succeeded => PaymentOutcome::Succeeded,

@@ -131,8 +131,8 @@ pub async fn driver_journey_from_registration_to_the_gate_and_a_refund(s: Server
     let intent = checkout["intent"]["id"].as_str().unwrap().to_owned();
     assert_eq!(checkout["test_pay_url"], format!("/api/v1/test-gateway/intents/{intent}/pay"));
     let gw = s.running.app.state().test_gateway.clone().unwrap();
-    let event = gw.pay(&intent, true).unwrap();
-    let (payload, signature) = gw.sign(&event, Timestamp::now());
+    let event = gw.pay(&intent, true, None).await.unwrap();
+    let (payload, signature) = gw.sign(&event, Timestamp::now()).await.unwrap();
     let deliver = || {
         s.http
             .post(s.url("/api/v1/webhooks/test"))
@@ -157,7 +157,7 @@ pub async fn driver_journey_from_registration_to_the_gate_and_a_refund(s: Server
     let r = expect(s.get(&format!("/api/v1/reservations/{id}"), Some(&token)).await, StatusCode::OK).await;
     assert_eq!(r["state"], "confirmed");
     assert_eq!(r["payment"]["captured"], true);
-    assert_eq!(gw.money(&intent), Some((300, 0)), "captured once");
+    assert_eq!(gw.money(&intent).await.unwrap(), Some((300, 0)), "captured once");
 
     // The pass, as JSON, SVG and PNG.
     let pass =
@@ -248,7 +248,7 @@ pub async fn driver_journey_from_registration_to_the_gate_and_a_refund(s: Server
     assert_eq!(cancelled["reservation"]["state"], "cancelled");
     assert_eq!(cancelled["refunded"], json!({ "minor": 450, "currency": "EUR" }));
     let intent2 = checkout["intent"]["id"].as_str().unwrap();
-    assert_eq!(gw.money(intent2), Some((450, 450)), "captured and refunded in full");
+    assert_eq!(gw.money(intent2).await.unwrap(), Some((450, 450)), "captured and refunded in full");
     // Its pass is revoked at the gates.
     let revoked = expect(
         s.http
