@@ -107,10 +107,19 @@ async fn pg_harness() -> Arc<dyn GatewayHarness> {
     Arc::new(Shared { gateway: opened(book).await, _keep: Keep::Pg(b) })
 }
 
+/// The server's connections to the SQLite file at `path`, made (with the store's tables) as
+/// `parq serve` makes it.
+async fn lite_db(path: std::path::PathBuf) -> Arc<SqliteDb> {
+    parq_sqlite::SqliteStore::open_async(path.clone(), parq_sqlite::SqliteOptions::default())
+        .await
+        .expect("the store's file opens");
+    Arc::new(SqliteDb::open_async(path).await.expect("the server's tables open"))
+}
+
 async fn lite_book() -> (tempfile::TempDir, Arc<dyn GatewayBook>) {
     let dir = tempfile::tempdir().unwrap();
-    let db = SqliteDb::open_async(dir.path().join("parq.db")).await.expect("the file opens");
-    (dir, Arc::new(SqliteBook::new(Arc::new(db))))
+    let db = lite_db(dir.path().join("parq.db")).await;
+    (dir, Arc::new(SqliteBook::new(db)))
 }
 
 async fn lite_harness() -> Arc<dyn GatewayHarness> {
@@ -200,7 +209,7 @@ async fn the_books_survive_a_restart_on_sqlite() {
     let path = dir.path().join("parq.db");
     let r = ReservationId::new();
     let (intent, body, sig) = {
-        let db = Arc::new(SqliteDb::open_async(path.clone()).await.unwrap());
+        let db = lite_db(path.clone()).await;
         let g = opened(Arc::new(SqliteBook::new(db))).await;
         let intent = g.create_intent(&request(r, 1, 600)).await.unwrap();
         let ev = g.pay(&intent.id, true, None).await.unwrap();
@@ -208,7 +217,7 @@ async fn the_books_survive_a_restart_on_sqlite() {
         g.refund(&intent.id, r, Money::new(100, Currency::EUR), "parq:restart:refund").await.unwrap();
         (intent, body, sig)
     };
-    let db = Arc::new(SqliteDb::open_async(path).await.unwrap());
+    let db = lite_db(path).await;
     let g = opened(Arc::new(SqliteBook::new(db))).await;
     assert_eq!(g.retrieve(&intent.id).await.unwrap().status, IntentStatus::Succeeded);
     assert_eq!(g.money(&intent.id).await.unwrap(), Some((600, 100)));
