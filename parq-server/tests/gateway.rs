@@ -461,3 +461,66 @@ async fn two_replicas_on_one_postgres_take_every_payment_and_refund_each_to_its_
     assert_eq!(refunds, expected_refunds);
     drop((a, pb));
 }
+
+/// A server on an SQLite file pays through the simulated gateway, stops, starts again on the
+/// file, and refunds the payment then: the gateway's books survived the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_taken_before_a_restart_is_refunded_after_it_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = parq_server::Config {
+        store_url: format!("sqlite://{}", dir.path().join("parq.db").display()),
+        demo: Some(true),
+        ..common::config()
+    };
+    let s = common::start_with(config.clone()).await;
+    let ready = common::expect(s.get("/readyz", None).await, StatusCode::OK).await;
+    assert_eq!(ready["backends"]["gateway"]["adapter"], "test-sqlite", "{ready}");
+    let token = s.driver("restart@example.cy").await;
+    let lot = parq_server::demo::lot_id("Eleftheria Square Car Park, Nicosia").to_string();
+    let (start, end) = common::window(24, 2);
+    let held = common::expect(
+        s.post("/api/v1/holds", Some(&token), json!({ "lot_id": lot, "start": start, "end": end })).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = held["id"].as_str().unwrap().to_owned();
+    let price = held["price"]["minor"].as_i64().unwrap();
+    let checkout = common::expect(
+        s.post(&format!("/api/v1/reservations/{id}/checkout"), Some(&token), json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    let intent = checkout["intent"]["id"].as_str().unwrap().to_owned();
+    let pay = checkout["test_pay_url"].as_str().unwrap().to_owned();
+    let paid = common::expect(s.post(&pay, Some(&token), json!({})).await, StatusCode::OK).await;
+    assert_eq!(paid["reservation"]["state"], "confirmed", "{paid}");
+    s.running.shutdown().await;
+
+    let s = common::start_with(config).await;
+    let token = s.login("restart@example.cy", "a long enough password").await;
+    let cancelled = common::expect(
+        s.post(&format!("/api/v1/reservations/{id}/cancel"), Some(&token), json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(cancelled["refunded"]["minor"], price, "{cancelled}");
+    let gw = s.running.app.state().test_gateway.clone().unwrap();
+    assert_eq!(gw.money(&intent).await.unwrap(), Some((price, price)), "captured before, refunded after");
+    s.running.shutdown().await;
+}
+
+/// On PostgreSQL the per-process simulated gateway is used only when asked for, and `/readyz`
+/// says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_process_gateway_on_postgres_only_when_allowed() {
+    let b = Backing::new().await;
+    let config = b.config();
+    b.migrate(&config).await;
+    for (allow, adapter) in [(false, "test-postgres"), (true, "test-local")] {
+        let s = common::start_with(parq_server::Config { allow_local_test_gateway: allow, ..config.clone() })
+            .await;
+        let ready = production::until_warm(&s.http, &s.base).await;
+        assert_eq!(ready["backends"]["gateway"]["adapter"], adapter, "{ready}");
+        s.running.shutdown().await;
+    }
+}
