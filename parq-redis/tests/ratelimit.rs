@@ -45,6 +45,7 @@ async fn limiters_on_one_prefix_share_each_bucket_and_not_across_prefixes() {
     let b = RedisRateLimiter::new(common::pool().await, &p1).unwrap();
     let other = RedisRateLimiter::new(pool.clone(), &p2).unwrap();
     let rate = Rate { per_second: 1, burst: 20 };
+    let started = std::time::Instant::now();
     let mut allowed = 0;
     for i in 0..40 {
         let l = if i % 2 == 0 { &a } else { &b };
@@ -52,15 +53,16 @@ async fn limiters_on_one_prefix_share_each_bucket_and_not_across_prefixes() {
             allowed += 1;
         }
     }
-    // 20 at once, and at most one more refilled meanwhile.
-    assert!((20..=21).contains(&allowed), "{allowed}");
+    // 20 at once, and no more than refilled meanwhile (one a second).
+    let refill = started.elapsed().as_secs() + 1;
+    assert!(allowed >= 20 && allowed <= 20 + refill, "{allowed} allowed");
     assert_eq!(other.check("user:u1", rate).await.unwrap(), Ok(()), "another prefix, another bucket");
     common::cleanup(&pool, &p1).await;
     common::cleanup(&pool, &p2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_redis_is_a_retryable_unavailable_within_the_timeout() {
+async fn an_unreachable_redis_is_a_retryable_unavailable() {
     // A port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let pool =

@@ -128,7 +128,7 @@ async fn each_limit(servers: &[&Server]) {
 
     // Per API key: the operator's key is limited, the gate's is not.
     let demo = s.demo();
-    let r = run(servers, 20, "203.0.113.20", Auth::Key(&demo.operator_key)).await;
+    let r = run(servers, 15, "203.0.113.20", Auth::Key(&demo.operator_key)).await;
     within(&r, RATE_KEY, "one API key");
     assert!(r.refusals.iter().all(|d| d.contains("this account")), "{:?}", r.refusals);
     let gate = hit(s, "203.0.113.20", Auth::Key(&demo.gate_key)).await;
