@@ -60,10 +60,11 @@ pub(crate) fn insert(
         .and_then(|mut st| st.query_row([], |r| r.get(0)))
         .sql()?;
     let nonce = nr.pass.map(|n| n.0.to_vec());
+    let (reason, at) = (reason_str(nr.reason)?, ns(at)?);
     conn.prepare_cached(
         "INSERT INTO revocations (version, reservation_id, pass_nonce, reason, at_ns) VALUES (?1, ?2, ?3, ?4, ?5)",
     )
-    .and_then(|mut st| st.execute(params![version, id(&reservation.0), nonce, reason_str(nr.reason)?, ns(at)?]))
+    .and_then(|mut st| st.execute(params![version, id(&reservation.0), nonce, reason, at]))
     .sql()?;
     Ok(())
 }
@@ -106,10 +107,11 @@ pub(crate) fn record_scan(conn: &Connection, record: &ScanRecord) -> Result<Scan
     if !lot {
         return Err(Error::not_found(format!("lot {}", record.lot)));
     }
+    let text = rows::to_doc(record)?;
     conn.prepare_cached(
         "INSERT INTO gate_scans (lot_id, scan_id, doc) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )
-    .and_then(|mut st| st.execute(params![lid, record.scan_id, rows::to_doc(record)?]))
+    .and_then(|mut st| st.execute(params![lid, record.scan_id, text]))
     .sql()?;
     scan_record(conn, record.lot, &record.scan_id)?
         .ok_or_else(|| Error::backend("sqlite", "a recorded scan is not there"))
