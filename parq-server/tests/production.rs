@@ -390,21 +390,14 @@ async fn a_revocation_made_on_one_replica_reaches_gates_of_another_and_survives_
     let at = jiff::Timestamp::now().to_string();
     let batch = json!({ "scans": [{ "scan_id": "east-1:77", "pass": pass, "lot_id": lot, "direction": "entry",
                                     "gate": "east-1", "at": at }] });
-    let upload = |s: &common::Server| {
-        let batch = batch.clone();
-        let key = gate_key.clone();
-        async move {
-            common::expect(
-                journeys::with_key(s, reqwest::Method::POST, "/api/v1/gates/scans", &key, Some(batch)).await,
-                StatusCode::OK,
-            )
-            .await
-        }
-    };
-    let uploaded = upload(&bb).await;
+    let uploaded = journeys::upload(&bb, &gate_key, &batch).await;
     assert_eq!(uploaded["scans"][0]["decision"], json!({ "decision": "refuse", "reason": "revoked" }));
     assert_eq!(uploaded["scans"][0]["conflict"], "allowed_but_refused");
-    assert_eq!(upload(&a).await, uploaded, "the same record through the other replica");
+    assert_eq!(
+        journeys::upload(&a, &gate_key, &batch).await,
+        uploaded,
+        "the same record through the other replica"
+    );
 
     // Both replicas restart: the revocation and the reading are still there, for both.
     a.running.shutdown().await;
@@ -413,7 +406,7 @@ async fn a_revocation_made_on_one_replica_reaches_gates_of_another_and_survives_
     let bb = replica(false).await;
     assert_eq!(journeys::revocations(&bb, &gate_key, v0).await, delta);
     assert_eq!(journeys::revocations(&a, &gate_key, 0).await, journeys::revocations(&bb, &gate_key, 0).await);
-    assert_eq!(upload(&bb).await, uploaded);
+    assert_eq!(journeys::upload(&bb, &gate_key, &batch).await, uploaded);
     let n: i64 = sql
         .query_one(&format!("SELECT count(*) FROM {}.gate_scans WHERE scan_id = 'east-1:77'", b.schema), &[])
         .await

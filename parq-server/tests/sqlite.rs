@@ -571,17 +571,7 @@ async fn revocations_and_gate_readings_survive_a_restart() {
     assert_eq!((&revs[0]["version"], &revs[0]["reservation"]), (&json!(1), &json!(id)));
     let batch = json!({ "scans": [{ "scan_id": "s-1", "pass": pass, "lot_id": lot, "direction": "entry",
                                     "gate": "north", "at": jiff::Timestamp::now().to_string() }] });
-    let upload = |s: &common::Server| {
-        let (batch, key) = (batch.clone(), demo.gate_key.clone());
-        async move {
-            common::expect(
-                journeys::with_key(s, reqwest::Method::POST, "/api/v1/gates/scans", &key, Some(batch)).await,
-                StatusCode::OK,
-            )
-            .await
-        }
-    };
-    let uploaded = upload(&s).await;
+    let uploaded = journeys::upload(&s, &demo.gate_key, &batch).await;
     assert_eq!(uploaded["scans"][0]["conflict"], "allowed_but_refused");
     s.running.shutdown().await;
 
@@ -592,6 +582,10 @@ async fn revocations_and_gate_readings_survive_a_restart() {
         (none["from"].as_u64(), none["to"].as_u64(), none["revocations"].as_array().map(Vec::len)),
         (Some(1), Some(1), Some(0))
     );
-    assert_eq!(upload(&s).await, uploaded, "the reading's record survives too");
+    assert_eq!(
+        journeys::upload(&s, &demo.gate_key, &batch).await,
+        uploaded,
+        "the reading's record survives too"
+    );
     s.running.shutdown().await;
 }

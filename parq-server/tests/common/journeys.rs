@@ -532,3 +532,12 @@ pub async fn the_lots_reentry_policy_decides_a_second_entry(s: Server) {
         "one entry per reservation now"
     );
 }
+
+/// Uploads a batch of offline readings with a gate key; expects `200`.
+pub async fn upload(s: &Server, gate_key: &str, batch: &Value) -> Value {
+    expect(
+        with_key(s, Method::POST, "/api/v1/gates/scans", gate_key, Some(batch.clone())).await,
+        StatusCode::OK,
+    )
+    .await
+}
