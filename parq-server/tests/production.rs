@@ -351,7 +351,6 @@ async fn a_revocation_made_on_one_replica_reaches_gates_of_another_and_survives_
 
     let token = a.driver("replicas@example.cy").await;
     let (id, pass) = journeys::paid_with_pass(&a, &token, &lot, common::window(0, 2)).await;
-    let (keep, _) = journeys::paid_with_pass(&a, &token, &lot, common::window(0, 2)).await;
     let before = journeys::revocations(&bb, &gate_key, 0).await;
     let v0 = before["to"].as_u64().unwrap();
     assert!(before["revocations"].as_array().unwrap().iter().all(|r| r["reservation"] != id));
@@ -413,7 +412,14 @@ async fn a_revocation_made_on_one_replica_reaches_gates_of_another_and_survives_
         .unwrap()
         .get(0);
     assert_eq!(n, 1, "recorded once");
-    // Numbering goes on from where it was, whichever replica cancels.
+    // Numbering goes on from where it was, whichever replica cancels (here a hold, on B).
+    let (start, end) = common::window(0, 2);
+    let held = common::expect(
+        bb.post("/api/v1/holds", Some(&token), json!({ "lot_id": lot, "start": start, "end": end })).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let keep = held["id"].as_str().unwrap().to_owned();
     let c = common::expect(
         bb.post(&format!("/api/v1/reservations/{keep}/cancel"), Some(&token), json!({})).await,
         StatusCode::OK,
