@@ -379,11 +379,11 @@ impl Core {
         let py = lot.py();
         let wire = crate::convert::types(py)?.call_method1(pyo3::intern!(py, "_encode"), ("Lot", lot))?;
         let mut explicit = true;
-        if let Ok(d) = wire.downcast::<pyo3::types::PyDict>() {
-            if d.get_item("reentry")?.is_none_or(|v| v.is_none()) {
-                explicit = false;
-                let _ = d.del_item("reentry");
-            }
+        if let Ok(d) = wire.cast::<pyo3::types::PyDict>()
+            && d.get_item("reentry")?.is_none_or(|v| v.is_none())
+        {
+            explicit = false;
+            let _ = d.del_item("reentry");
         }
         let mut lot: Lot = pythonize::depythonize(&wire).map_err(|e| invalid(py, "lot", e.to_string()))?;
         if !explicit {
