@@ -91,14 +91,17 @@ impl Engine {
     /// sent online) counts once.
     ///
     /// # Errors
-    /// [`Invalid`](Error::Invalid) for a scan id or gate name that is empty or too long;
+    /// [`Invalid`](Error::Invalid) for a scan id or gate name that is empty, too long or holds a
+    /// control character;
     /// `NotFound` for an unknown lot; backend errors.
     pub async fn record_offline_scan(&self, s: &OfflineScan) -> Result<ScanRecord> {
-        if s.scan_id.trim().is_empty() || s.scan_id.len() > MAX_SCAN_ID_LEN {
-            return Err(Error::invalid("scan_id", "must be 1 to 128 characters"));
+        let bad =
+            |t: &str, max: usize| t.trim().is_empty() || t.len() > max || t.chars().any(char::is_control);
+        if bad(&s.scan_id, MAX_SCAN_ID_LEN) {
+            return Err(Error::invalid("scan_id", "must be 1 to 128 characters, none a control"));
         }
-        if s.gate.trim().is_empty() || s.gate.len() > 64 {
-            return Err(Error::invalid("gate", "must be 1 to 64 characters"));
+        if bad(&s.gate, 64) {
+            return Err(Error::invalid("gate", "must be 1 to 64 characters, none a control"));
         }
         if let Some(done) = self.inner.store.scan_record(s.lot, &s.scan_id).await? {
             return Ok(done);

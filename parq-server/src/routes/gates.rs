@@ -203,11 +203,22 @@ pub async fn upload_scans(
     let horizon = s.engine.clock().now() + SignedDuration::from_mins(5);
     let mut lots = Vec::new();
     for (i, x) in b.scans.iter().enumerate() {
-        if x.scan_id.trim().is_empty() || x.scan_id.len() > MAX_SCAN_ID_LEN {
-            return Err(Error::invalid("scan_id", format!("scans[{i}]: must be 1 to 128 characters")).into());
+        if x.scan_id.trim().is_empty()
+            || x.scan_id.len() > MAX_SCAN_ID_LEN
+            || x.scan_id.chars().any(char::is_control)
+        {
+            return Err(Error::invalid(
+                "scan_id",
+                format!("scans[{i}]: must be 1 to 128 characters, none a control"),
+            )
+            .into());
         }
-        if x.gate.trim().is_empty() || x.gate.len() > 64 {
-            return Err(Error::invalid("gate", format!("scans[{i}]: must be 1 to 64 characters")).into());
+        if x.gate.trim().is_empty() || x.gate.len() > 64 || x.gate.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "gate",
+                format!("scans[{i}]: must be 1 to 64 characters, none a control"),
+            )
+            .into());
         }
         if x.pass.len() > 4096 {
             return Err(Error::invalid("pass", format!("scans[{i}]: is too long to be a pass")).into());

@@ -452,6 +452,12 @@ pub async fn offline_gate_uploads_are_recorded_once_and_report_conflicts(s: Serv
     )
     .await;
     assert!(p["detail"].as_str().unwrap().contains("scans[1]"), "{p}");
+    let control = json!({ "scans": [reading("w2\u{0}7", &pass, "entry", 0)] });
+    expect_problem(
+        with_key(&s, Method::POST, "/api/v1/gates/scans", &gate_key, Some(control)).await,
+        "invalid",
+    )
+    .await;
     let empty_id = json!({ "scans": [reading("", &pass, "entry", 0)] });
     expect_problem(
         with_key(&s, Method::POST, "/api/v1/gates/scans", &gate_key, Some(empty_id)).await,
