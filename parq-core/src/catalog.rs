@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::ids::{LotId, OperatorId, SpotId};
 use crate::money::{Currency, Money};
+use crate::pass::ReentryPolicy;
 use crate::time::Window;
 
 /// A tenant: owns lots, API keys and policies.
@@ -152,6 +153,11 @@ pub struct Lot {
     pub opening_hours: OpeningHours,
     /// Windows in which nothing may be booked (works, events).
     pub blackouts: Vec<Window>,
+    /// Whether a driver who left may enter again within the pass's window and grace
+    /// (default: `not_allowed`, one entry per reservation). Gates of the lot follow it, online
+    /// and offline.
+    #[serde(default)]
+    pub reentry: ReentryPolicy,
 }
 
 impl Lot {
@@ -289,6 +295,7 @@ impl LotBuilder {
             },
             opening_hours: OpeningHours::Always,
             blackouts: Vec::new(),
+            reentry: ReentryPolicy::NotAllowed,
         };
         Self { lot, rates: None, daily_cap: None }
     }
@@ -296,6 +303,12 @@ impl LotBuilder {
     /// The lot's id (default: a new one).
     pub fn id(mut self, id: LotId) -> Self {
         self.lot.id = id;
+        self
+    }
+
+    /// Whether a driver who left may enter again (default: one entry per reservation).
+    pub fn reentry(mut self, reentry: ReentryPolicy) -> Self {
+        self.lot.reentry = reentry;
         self
     }
 

@@ -32,7 +32,7 @@ pub use ports::payment::{
     PaymentIntent, Refund,
 };
 pub use ports::store::{
-    Capabilities, DynReservationStore, HoldLimits, HoldRequest, HoldTarget, IdempotencyClaim,
+    Capabilities, DynReservationStore, HoldLimits, HoldRequest, HoldTarget, IdempotencyClaim, NewRevocation,
     ReservationStore, SessionChange, Update, Written,
 };
 pub use reservation::{Event, EventKind, GateSession, PaymentRef, Reservation, ReservationState, StateSet};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jiff::SignedDuration;
 use parq_core::memory::MemoryStore;
 use parq_core::pass::{
-    Decision, Direction, GatePolicy, GateVerifier, KeyId, PassKeyring, ReentryPolicy, Refusal, Scan, ScanId,
+    Decision, Direction, GatePolicy, GateVerifier, KeyId, PassKeyring, Refusal, Scan, ScanId,
 };
 use parq_core::testing::Fixture;
 use parq_core::{DynReservationStore, LotId, Reservation, ReservationState, UserId};
@@ -35,9 +35,9 @@ async fn offline_and_online_decide_every_scan_alike() {
     let tampered = String::from_utf8(tampered).unwrap();
 
     f.engine.cancel(cancelled.id, driver).await.unwrap();
-    let gate =
-        GateVerifier::new(f.engine.pass_keys(), GatePolicy::for_lot(&f.lot, ReentryPolicy::NotAllowed));
-    gate.apply_revocations(&f.engine.revocations_since(gate.revocation_version())).unwrap();
+    let gate = GateVerifier::new(f.engine.pass_keys(), GatePolicy::for_lot(&f.lot));
+    gate.apply_revocations(&f.engine.revocations_since(gate.revocation_version(), 1000).await.unwrap())
+        .unwrap();
 
     // The steps every binding replays (bindings/python, bindings/uniffi read the same file).
     let fixture: serde_json::Value =

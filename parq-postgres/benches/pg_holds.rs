@@ -420,6 +420,7 @@ async fn bench(schema: &str) {
                     bump_fence: false,
                     event: EventKind::Confirmed,
                     idempotency: None,
+                    revoke: None,
                 };
                 store.update(u, Timestamp::now()).await.map(drop)
             }

@@ -3,6 +3,7 @@
 mod error;
 pub mod migrate;
 mod notifier;
+mod revocations;
 mod rows;
 mod sql;
 mod store;

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Object, Pool, Transaction};
 use jiff::Timestamp;
+use parq_core::pass::{Revocation, RevocationDelta, ScanRecord};
 use parq_core::{
     Capabilities, ConflictReason, Error, Event, EventKind, GateSession, GeoBox, HoldRequest, HoldTarget,
     IdempotencyClaim, Lot, LotId, Operator, OperatorId, Reservation, ReservationId, ReservationState,
@@ -540,6 +541,10 @@ impl PgStore {
         let rows =
             query(&tx, &self.sql().write_update, &params).await.map_err(|e| e.into_core(Some(spot)))?;
         let events = out.numbered(&rows)?;
+        if let Some(nr) = &u.revoke {
+            // Last before the commit: the revocation counter stays locked as briefly as can be.
+            crate::revocations::insert(&tx, &self.inner.schema, next.id, nr, now).await?;
+        }
         tx.commit().await.map_err(|e| PgError::Db(e).into_core(Some(spot)))?;
         Ok(Written { reservation: next, events, replayed: false })
     }
@@ -714,5 +719,25 @@ impl ReservationStore for PgStore {
             return Err(Error::not_found(format!("reservation {id}")));
         }
         Ok(rows.iter().map(rows::session).collect::<Result<_, _>>()?)
+    }
+
+    async fn revocations(&self, after: u64, limit: usize) -> Result<RevocationDelta> {
+        let client = self.client().await?;
+        crate::revocations::since(&client, &self.inner.schema, after, limit).await
+    }
+
+    async fn revocations_of(&self, reservation: ReservationId) -> Result<Vec<Revocation>> {
+        let client = self.client().await?;
+        crate::revocations::of(&client, &self.inner.schema, reservation).await
+    }
+
+    async fn record_scan(&self, record: &ScanRecord) -> Result<ScanRecord> {
+        let client = self.client().await?;
+        crate::revocations::record_scan(&client, &self.inner.schema, record).await
+    }
+
+    async fn scan_record(&self, lot: LotId, scan_id: &str) -> Result<Option<ScanRecord>> {
+        let client = self.client().await?;
+        crate::revocations::scan_record(&client, &self.inner.schema, lot, scan_id).await
     }
 }

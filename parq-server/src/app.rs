@@ -11,7 +11,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use parq_core::Engine;
-use parq_core::pass::{KeyId, KeySeed, PassKeyring, ReentryPolicy};
+use parq_core::pass::{KeyId, KeySeed, PassKeyring};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -69,7 +69,7 @@ impl App {
                 key: "pass_signing_key".into(),
                 message: "must be 64 hex digits (an Ed25519 seed)".into(),
             })?;
-            builder = builder.passes(PassKeyring::new(KeyId(1), seed), ReentryPolicy::NotAllowed);
+            builder = builder.passes(PassKeyring::new(KeyId(1), seed));
         }
         let engine = builder.build();
         let web = WebConfig::load(&config)?;

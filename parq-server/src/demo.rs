@@ -259,6 +259,7 @@ pub async fn load(
             },
             opening_hours: plan.hours,
             blackouts: vec![],
+            reentry: parq_core::pass::ReentryPolicy::NotAllowed,
         };
         engine.put_lot(&lot).await?;
         for (label, ev, accessible, size) in plan.spots {

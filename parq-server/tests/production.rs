@@ -323,3 +323,110 @@ async fn live_updates_reach_every_replica_through_redis_and_through_postgres_whi
     assert!(out.contains("checks passed"), "{out}");
     drop((a, pb));
 }
+
+/// Two replicas on one PostgreSQL schema: a cancellation on replica A revokes the pass for a
+/// gate syncing from replica B, a gate's offline readings uploaded to B are recorded once in
+/// PostgreSQL, and after a restart of both replicas every replica gives the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_made_on_one_replica_reaches_gates_of_another_and_survives_a_restart_of_both() {
+    let b = Backing::new().await;
+    let config = parq_server::Config {
+        // Both replicas sign and verify passes with the same key, as a deployment does.
+        pass_signing_key: Some("5e".repeat(32)),
+        ..b.config()
+    };
+    b.migrate(&config).await;
+    let replica = |demo: bool| {
+        let config = parq_server::Config { demo: Some(demo), ..config.clone() };
+        async move {
+            let s = common::start_with(config).await;
+            production::until_warm(&s.http, &s.base).await;
+            s
+        }
+    };
+    let a = replica(true).await;
+    let bb = replica(false).await;
+    let lot = a.demo().lot("Eleftheria").unwrap().to_string();
+    let gate_key = a.demo().gate_key.clone();
+
+    let token = a.driver("replicas@example.cy").await;
+    let (id, pass) = journeys::paid_with_pass(&a, &token, &lot, common::window(0, 2)).await;
+    let before = journeys::revocations(&bb, &gate_key, 0).await;
+    let v0 = before["to"].as_u64().unwrap();
+    assert!(before["revocations"].as_array().unwrap().iter().all(|r| r["reservation"] != id));
+
+    // Cancelled on A; a gate syncing from B gets the revocation, numbered right after v0.
+    let c = common::expect(
+        a.post(&format!("/api/v1/reservations/{id}/cancel"), Some(&token), json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(c["reservation"]["state"], "cancelled");
+    let delta = journeys::revocations(&bb, &gate_key, v0).await;
+    assert_eq!((delta["from"].as_u64(), delta["to"].as_u64()), (Some(v0), Some(v0 + 1)), "{delta}");
+    let revs = delta["revocations"].as_array().unwrap();
+    assert_eq!(revs.len(), 1, "{delta}");
+    assert_eq!((revs[0]["version"].as_u64(), &revs[0]["reservation"]), (Some(v0 + 1), &json!(id)));
+    assert_eq!(revs[0]["reason"], "cancelled");
+    assert_eq!(journeys::revocations(&a, &gate_key, v0).await, delta, "the same answer from A");
+    // In PostgreSQL, with the cancellation.
+    let sql = b.sql().await;
+    let row = sql
+        .query_one(
+            &format!(
+                "SELECT r.state, v.version FROM {s}.reservations r JOIN {s}.revocations v ON v.reservation_id = r.id \
+                 WHERE r.id = $1::text::uuid",
+                s = b.schema
+            ),
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, i64>(1)), ("cancelled".to_owned(), (v0 + 1) as i64));
+
+    // The gate let the cancelled pass in while offline, after the cancellation: uploaded to B,
+    // it is a conflict, recorded once.
+    let at = jiff::Timestamp::now().to_string();
+    let batch = json!({ "scans": [{ "scan_id": "east-1:77", "pass": pass, "lot_id": lot, "direction": "entry",
+                                    "gate": "east-1", "at": at }] });
+    let uploaded = journeys::upload(&bb, &gate_key, &batch).await;
+    assert_eq!(uploaded["scans"][0]["decision"], json!({ "decision": "refuse", "reason": "revoked" }));
+    assert_eq!(uploaded["scans"][0]["conflict"], "allowed_but_refused");
+    assert_eq!(
+        journeys::upload(&a, &gate_key, &batch).await,
+        uploaded,
+        "the same record through the other replica"
+    );
+
+    // Both replicas restart: the revocation and the reading are still there, for both.
+    a.running.shutdown().await;
+    bb.running.shutdown().await;
+    let a = replica(false).await;
+    let bb = replica(false).await;
+    assert_eq!(journeys::revocations(&bb, &gate_key, v0).await, delta);
+    assert_eq!(journeys::revocations(&a, &gate_key, 0).await, journeys::revocations(&bb, &gate_key, 0).await);
+    assert_eq!(journeys::upload(&bb, &gate_key, &batch).await, uploaded);
+    let n: i64 = sql
+        .query_one(&format!("SELECT count(*) FROM {}.gate_scans WHERE scan_id = 'east-1:77'", b.schema), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "recorded once");
+    // Numbering goes on from where it was, whichever replica cancels (here a hold, on B).
+    let (start, end) = common::window(0, 2);
+    let held = common::expect(
+        bb.post("/api/v1/holds", Some(&token), json!({ "lot_id": lot, "start": start, "end": end })).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let keep = held["id"].as_str().unwrap().to_owned();
+    let c = common::expect(
+        bb.post(&format!("/api/v1/reservations/{keep}/cancel"), Some(&token), json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(c["reservation"]["state"], "cancelled");
+    let next = journeys::revocations(&a, &gate_key, v0 + 1).await;
+    assert_eq!(next["revocations"][0]["version"].as_u64(), Some(v0 + 2), "{next}");
+    assert_eq!(next["revocations"][0]["reservation"], json!(keep));
+}

@@ -543,3 +543,49 @@ mod records {
         assert_eq!(runs, 1);
     }
 }
+
+/// On SQLite, a cancellation's revocation and an uploaded gate reading are in the file: after a
+/// restart a gate syncing gets the same revocations and the same record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_and_gate_readings_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        store_url: String::new(),
+        data_dir: Some(dir.path().display().to_string()),
+        pass_signing_key: Some("3c".repeat(32)),
+        ..common::config()
+    };
+    let s = common::start_with(config.clone()).await;
+    let demo = s.demo().clone();
+    let lot = demo.lot("Eleftheria").unwrap().to_string();
+    let token = s.driver("lite@example.cy").await;
+    let (id, pass) = journeys::paid_with_pass(&s, &token, &lot, common::window(0, 2)).await;
+    common::expect(
+        s.post(&format!("/api/v1/reservations/{id}/cancel"), Some(&token), json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    let delta = journeys::revocations(&s, &demo.gate_key, 0).await;
+    let revs = delta["revocations"].as_array().unwrap();
+    assert_eq!((revs.len(), delta["to"].as_u64()), (1, Some(1)), "{delta}");
+    assert_eq!((&revs[0]["version"], &revs[0]["reservation"]), (&json!(1), &json!(id)));
+    let batch = json!({ "scans": [{ "scan_id": "s-1", "pass": pass, "lot_id": lot, "direction": "entry",
+                                    "gate": "north", "at": jiff::Timestamp::now().to_string() }] });
+    let uploaded = journeys::upload(&s, &demo.gate_key, &batch).await;
+    assert_eq!(uploaded["scans"][0]["conflict"], "allowed_but_refused");
+    s.running.shutdown().await;
+
+    let s = common::start_with(config).await;
+    assert_eq!(journeys::revocations(&s, &demo.gate_key, 0).await, delta, "the same after a restart");
+    let none = journeys::revocations(&s, &demo.gate_key, 1).await;
+    assert_eq!(
+        (none["from"].as_u64(), none["to"].as_u64(), none["revocations"].as_array().map(Vec::len)),
+        (Some(1), Some(1), Some(0))
+    );
+    assert_eq!(
+        journeys::upload(&s, &demo.gate_key, &batch).await,
+        uploaded,
+        "the reading's record survives too"
+    );
+    s.running.shutdown().await;
+}

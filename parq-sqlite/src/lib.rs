@@ -2,6 +2,7 @@
 
 mod error;
 mod migrate;
+mod revocations;
 mod rows;
 mod store;
 mod write;

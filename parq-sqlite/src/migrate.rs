@@ -16,11 +16,13 @@ struct Migration {
 }
 
 /// Every migration, oldest first. A released migration never changes; a change is a new one.
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/0001_init.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/0001_init.sql") },
+    Migration { version: 2, name: "revocations", sql: include_str!("../migrations/0002_revocations.sql") },
+];
 
 /// The newest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a ParQ database ("parq" in ASCII), so tools such as `file(1)`
 /// and this crate can tell it from other SQLite files.

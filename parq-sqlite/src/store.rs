@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use parq_core::pass::{Revocation, RevocationDelta, ScanRecord};
 use parq_core::{
     Capabilities, Error, Event, GateSession, GeoBox, HoldRequest, Lot, LotId, Operator, OperatorId,
     Reservation, ReservationId, ReservationStore, Result, Spot, SpotId, Update, UserId, Window, Written,
@@ -267,7 +268,9 @@ impl SqliteStore {
     async fn write_written(&self, op: Op) -> Result<Written> {
         match self.write(op).await? {
             Done::Written(w) => Ok(*w),
-            Done::Unit => Err(Error::backend("sqlite", "the writer answered a write without its result")),
+            Done::Unit | Done::Scan(_) => {
+                Err(Error::backend("sqlite", "the writer answered a write without its result"))
+            }
         }
     }
 
@@ -527,5 +530,25 @@ impl ReservationStore for SqliteStore {
             Ok(found.into_iter().collect::<std::result::Result<_, _>>()?)
         })
         .await
+    }
+
+    async fn revocations(&self, after: u64, limit: usize) -> Result<RevocationDelta> {
+        self.read(move |c| crate::revocations::since(c, after, limit)).await
+    }
+
+    async fn revocations_of(&self, reservation: ReservationId) -> Result<Vec<Revocation>> {
+        self.read(move |c| crate::revocations::of(c, reservation)).await
+    }
+
+    async fn record_scan(&self, record: &ScanRecord) -> Result<ScanRecord> {
+        match self.write(Op::RecordScan(Box::new(record.clone()))).await? {
+            Done::Scan(r) => Ok(*r),
+            _ => Err(Error::backend("sqlite", "the writer answered a scan record without it")),
+        }
+    }
+
+    async fn scan_record(&self, lot: LotId, scan_id: &str) -> Result<Option<ScanRecord>> {
+        let scan_id = scan_id.to_owned();
+        self.read(move |c| crate::revocations::scan_record(c, lot, &scan_id)).await
     }
 }

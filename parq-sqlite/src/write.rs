@@ -13,6 +13,8 @@ use parq_core::{
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use parq_core::pass::ScanRecord;
+
 use crate::error::{SqlError, SqlResult};
 use crate::rows::{self, HOLDS, LIVE, RES_COLS, fence_i64, id, ns, window_ns};
 
@@ -23,12 +25,14 @@ pub(crate) enum Op {
     PutSpot(Spot),
     Hold(HoldRequest, Timestamp),
     Update(Update, Timestamp),
+    RecordScan(Box<ScanRecord>),
 }
 
 /// What a write returns.
 pub(crate) enum Done {
     Unit,
     Written(Box<Written>),
+    Scan(Box<ScanRecord>),
 }
 
 /// A queued write and where its answer goes.
@@ -173,6 +177,7 @@ fn apply(conn: &Connection, op: Op) -> Result<Done> {
         Op::PutSpot(s) => put_spot(conn, &s).map(|()| Done::Unit),
         Op::Hold(req, now) => hold(conn, req, now).map(|w| Done::Written(Box::new(w))),
         Op::Update(u, now) => update(conn, u, now).map(|w| Done::Written(Box::new(w))),
+        Op::RecordScan(r) => crate::revocations::record_scan(conn, &r).map(|r| Done::Scan(Box::new(r))),
     }
 }
 
@@ -616,6 +621,9 @@ fn update(conn: &Connection, u: Update, now: Timestamp) -> Result<Written> {
     let events = out.store(conn, next.lot, now_ns)?;
     if let Some(claim) = &u.idempotency {
         record_claim(conn, claim, &u.id.0, now_ns)?;
+    }
+    if let Some(nr) = &u.revoke {
+        crate::revocations::insert(conn, next.id, nr, now)?;
     }
     Ok(Written { reservation: next, events, replayed: false })
 }

@@ -55,6 +55,8 @@ pub struct Core {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The process that built it.
     pid: u32,
+    /// The re-entry rule of lots put without their own `reentry`.
+    reentry: ReentryPolicy,
 }
 
 impl Drop for Core {
@@ -270,10 +272,10 @@ impl Core {
         }
         let reentry = if o.reentry { ReentryPolicy::Allowed } else { ReentryPolicy::NotAllowed };
         b = match keyring {
-            Some(k) => b.passes(k, reentry),
-            None => b.passes(PassKeyring::generate(KeyId(1)).map_err(|e| to_pyerr(py, e))?, reentry),
+            Some(k) => b.passes(k),
+            None => b.passes(PassKeyring::generate(KeyId(1)).map_err(|e| to_pyerr(py, e))?),
         };
-        Ok(Core { engine: b.build(), test_gateway, pg, redis, tasks, pid: std::process::id() })
+        Ok(Core { engine: b.build(), test_gateway, pg, redis, tasks, pid: std::process::id(), reentry })
     }
 }
 
@@ -373,7 +375,20 @@ impl Core {
     }
 
     pub fn put_lot(self: &Arc<Self>, lot: &Bound<'_, PyAny>) -> PyResult<Fut<()>> {
-        let lot: Lot = from_typed(lot, "Lot", "lot")?;
+        // A lot that does not say whether re-entry is allowed gets the engine's `reentry`.
+        let py = lot.py();
+        let wire = crate::convert::types(py)?.call_method1(pyo3::intern!(py, "_encode"), ("Lot", lot))?;
+        let mut explicit = true;
+        if let Ok(d) = wire.cast::<pyo3::types::PyDict>()
+            && d.get_item("reentry")?.is_none_or(|v| v.is_none())
+        {
+            explicit = false;
+            let _ = d.del_item("reentry");
+        }
+        let mut lot: Lot = pythonize::depythonize(&wire).map_err(|e| invalid(py, "lot", e.to_string()))?;
+        if !explicit {
+            lot.reentry = self.reentry;
+        }
         let c = self.clone();
         Ok(Box::pin(async move { c.engine.put_lot(&lot).await }))
     }
@@ -608,6 +623,11 @@ impl Core {
                 c.engine.check_out(id, &gate, &scan_id).await
             }
         }))
+    }
+
+    pub fn revocations_since(self: &Arc<Self>, version: u64) -> Fut<parq_core::pass::RevocationDelta> {
+        let c = self.clone();
+        Box::pin(async move { c.engine.revocations_since(version, 1000).await })
     }
 
     pub fn sessions(self: &Arc<Self>, id: &Bound<'_, PyAny>) -> PyResult<Fut<Vec<parq_core::GateSession>>> {

@@ -253,10 +253,11 @@ macro_rules! engine_class {
             fn pass_keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
                 crate::convert::to_typed(py, &self.core(py)?.engine.pass_keys(), "list[PublicKey]")
             }
-            /// Revocations after `version`, for gates to sync.
+            /// Revocations after `version` (at most 1000; ask again from `to` when it is below
+            /// the latest), read from the store, for gates to sync.
             #[pyo3(signature = (version = 0))]
-            fn revocations_since<'py>(&self, py: Python<'py>, version: u64) -> PyResult<Bound<'py, PyAny>> {
-                crate::convert::to_typed(py, &self.core(py)?.engine.revocations_since(version), "RevocationDelta")
+            fn revocations_since<'py>(&self, py: Python<'py>, version: u64) -> PyResult<$ret> {
+                $go(py, self.core(py)?.revocations_since(version))
             }
             /// Decides a scan of a pass at a gate of `lot`, online, by the same rules as
             /// `GateVerifier`, and records the entry or exit when allowed. A refusal is a result.

@@ -68,6 +68,7 @@ typed! {
     Decision => "ScanDecision",
     Vec<GateSession> => "list[GateSession]",
     SweepReport => "SweepReport",
+    parq_core::pass::RevocationDelta => "RevocationDelta",
 }
 
 impl ToPy for Option<Event> {

@@ -684,6 +684,8 @@ pub struct Lot {
     pub opening_hours: OpeningHours,
     /// Windows in which nothing may be booked.
     pub blackouts: Vec<TimeWindow>,
+    /// Whether a driver who left may enter again within the pass's window and grace.
+    pub reentry: ReentryPolicy,
 }
 
 impl From<core::Lot> for Lot {
@@ -713,6 +715,7 @@ impl From<core::Lot> for Lot {
                 },
             },
             blackouts: l.blackouts.into_iter().map(Into::into).collect(),
+            reentry: l.reentry.into(),
         }
     }
 }
@@ -750,6 +753,7 @@ impl TryFrom<Lot> for core::Lot {
                 .into_iter()
                 .map(|w| window(w.start_epoch_seconds, w.end_epoch_seconds))
                 .collect::<Result<_, _>>()?,
+            reentry: l.reentry.into(),
         };
         lot.validate()?;
         Ok(lot)

@@ -5,13 +5,31 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::ids::{LotId, ReservationId, SessionId, UserId};
 use crate::pass::{
-    Decision, Direction, Entitlement, Pass, Presence, ReentryPolicy, Refusal, RevocationDelta, Scan,
-    ScanContext, ScanId, decide,
+    Decision, Direction, Entitlement, MAX_SCAN_ID_LEN, OfflineScan, Pass, Presence, ReentryPolicy, Refusal,
+    RevocationDelta, Scan, ScanContext, ScanId, ScanRecord, decide,
 };
 use crate::ports::store::{SessionChange, Update};
 use crate::reservation::{EventKind, GateSession, Reservation, ReservationState as S, StateSet};
 
 use super::Engine;
+
+/// One reading at a gate, as [`Engine::gate`] decides it.
+struct Reading<'a> {
+    lot: LotId,
+    direction: Direction,
+    gate: &'a str,
+    scan_id: Option<ScanId>,
+    /// When it happened (now online; the gate's time offline).
+    at: jiff::Timestamp,
+    /// Offline: whether the gate let the vehicle through. `None` online.
+    offline: Option<bool>,
+}
+
+/// The reading id stored with a gate session for a reader's scan id (the same for an online
+/// scan and an uploaded one, so a reading sent both ways counts once).
+pub(crate) fn scan_id_of(scan_id: &str) -> ScanId {
+    ScanId(Sha256::digest(scan_id.as_bytes())[..16].try_into().expect("16 bytes"))
+}
 
 impl Engine {
     /// The signed access pass of a paid reservation of `user`.
@@ -28,9 +46,11 @@ impl Engine {
         self.inner.keyring.read().unwrap_or_else(std::sync::PoisonError::into_inner).public_keys()
     }
 
-    /// Revocations (cancelled reservations) after `version`, for gates to sync.
-    pub fn revocations_since(&self, version: u64) -> RevocationDelta {
-        self.inner.revocations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).since(version)
+    /// Revocations (cancelled reservations) after `version`, at most `limit`, for gates to
+    /// sync: read from the store, so every replica and every restart gives the same answer.
+    /// When `to` is below the latest version (the page was full), ask again from `to`.
+    pub async fn revocations_since(&self, version: u64, limit: usize) -> Result<RevocationDelta> {
+        self.inner.store.revocations(version, limit).await
     }
 
     /// Decides a scan of a pass at a gate of `lot`, online, with the same rules as an offline
@@ -54,13 +74,80 @@ impl Engine {
             Err(Error::NotFound { .. }) => return Ok(Decision::Refuse(Refusal::Invalid)),
             Err(e) => return Err(e),
         };
-        let revoked = self
-            .inner
-            .revocations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_revoked(&claims);
-        self.gate(r, claims.entitlement, revoked, lot, direction, gate, scan_id).await
+        let revoked = self.inner.store.revocations_of(r.id).await?.iter().any(|v| v.covers(&claims));
+        let reading = Reading { lot, direction, gate, scan_id, at: self.now(), offline: None };
+        Ok(self.gate(r, claims.entitlement, revoked, reading).await?.0)
+    }
+
+    /// Records a reading that an offline gate acted on and uploads later, and returns what the
+    /// issuer made of it ([`ScanRecord`]). The rules are applied at the gate's time with what
+    /// the issuer knows: a pass counts as revoked when a revocation covering it was made before
+    /// the reading. When the gate and the rules both allow it, the entry or exit is recorded on
+    /// the reservation at the gate's time; a disagreement is reported as a
+    /// [`conflict`](ScanRecord::conflict) and changes no reservation.
+    ///
+    /// Idempotent by `(lot, scan_id)`: a reading uploaded again returns its first record and
+    /// changes nothing. A reading whose entry or exit was already recorded (the same scan id
+    /// sent online) counts once.
+    ///
+    /// # Errors
+    /// [`Invalid`](Error::Invalid) for a scan id or gate name that is empty, too long or holds a
+    /// control character;
+    /// `NotFound` for an unknown lot; backend errors.
+    pub async fn record_offline_scan(&self, s: &OfflineScan) -> Result<ScanRecord> {
+        let bad =
+            |t: &str, max: usize| t.trim().is_empty() || t.len() > max || t.chars().any(char::is_control);
+        if bad(&s.scan_id, MAX_SCAN_ID_LEN) {
+            return Err(Error::invalid("scan_id", "must be 1 to 128 characters, none a control"));
+        }
+        if bad(&s.gate, 64) {
+            return Err(Error::invalid("gate", "must be 1 to 64 characters, none a control"));
+        }
+        if let Some(done) = self.inner.store.scan_record(s.lot, &s.scan_id).await? {
+            return Ok(done);
+        }
+        self.view(s.lot).await?;
+        let mut rec = ScanRecord {
+            scan_id: s.scan_id.clone(),
+            lot: s.lot,
+            gate: s.gate.clone(),
+            direction: s.direction,
+            at: s.at,
+            reservation: None,
+            gate_decision: s.gate_decision,
+            decision: Decision::Refuse(Refusal::Invalid),
+            applied: false,
+            conflict: None,
+            recorded_at: self.now(),
+        };
+        match self.pass_keys().verify(s.pass.trim()) {
+            Err(e) => rec.decision = Decision::Refuse(e.refusal()),
+            Ok(claims) => match self.inner.store.get(claims.entitlement.reservation).await {
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+                Ok(r) => {
+                    rec.reservation = Some(r.id);
+                    let revoked = self
+                        .inner
+                        .store
+                        .revocations_of(r.id)
+                        .await?
+                        .iter()
+                        .any(|v| v.covers(&claims) && v.at <= s.at);
+                    let reading = Reading {
+                        lot: s.lot,
+                        direction: s.direction,
+                        gate: s.gate.trim(),
+                        scan_id: Some(scan_id_of(&s.scan_id)),
+                        at: s.at,
+                        offline: Some(s.gate_decision.is_allowed()),
+                    };
+                    (rec.decision, rec.applied) = self.gate(r, claims.entitlement, revoked, reading).await?;
+                }
+            },
+        }
+        rec.conflict = ScanRecord::conflict_of(&rec.gate_decision, &rec.decision);
+        self.inner.store.record_scan(&rec).await
     }
 
     /// Records a driver entering through `gate` of the reservation's lot without a pass (an
@@ -83,26 +170,25 @@ impl Engine {
         scan_id: &str,
     ) -> Result<Reservation> {
         let r = self.inner.store.get(id).await?;
-        let sid = ScanId(Sha256::digest(scan_id.as_bytes())[..16].try_into().expect("16 bytes"));
+        let sid = scan_id_of(scan_id);
         let (lot, e) = (r.lot, Entitlement::from(&r));
-        match self.gate(r, e, false, lot, direction, gate, Some(sid)).await? {
+        let reading = Reading { lot, direction, gate, scan_id: Some(sid), at: self.now(), offline: None };
+        match self.gate(r, e, false, reading).await?.0 {
             Decision::Allow => self.inner.store.get(id).await,
             Decision::Refuse(reason) => Err(Error::ScanRefused { reason }),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Decides a reading and, when allowed, records it; returns the decision and whether the
+    /// entry or exit was recorded.
     async fn gate(
         &self,
         r: Reservation,
         entitlement: Entitlement,
         revoked: bool,
-        lot: LotId,
-        direction: Direction,
-        gate: &str,
-        scan_id: Option<ScanId>,
-    ) -> Result<Decision> {
-        let now = self.now();
+        reading: Reading<'_>,
+    ) -> Result<(Decision, bool)> {
+        let Reading { lot, direction, gate, scan_id, at: now, offline } = reading;
         let v = self.view(r.lot).await?;
         let sessions = self.inner.store.sessions(r.id).await?;
         let sid = scan_id.map(|s| s.0.iter().map(|b| format!("{b:02x}")).collect::<String>());
@@ -113,15 +199,23 @@ impl Engine {
             Some(s) if s.exited_at.is_none() => Presence::Inside,
             Some(_) => Presence::Left,
         };
-        ctx.reservation_state = Some(r.state_at(now));
-        ctx.reentry = self.inner.reentry;
+        ctx.reservation_state = match r.state_at(now) {
+            // Cancelled after an offline reading: at the gate's time the reservation stood.
+            S::Cancelled if offline.is_some() && !revoked => None,
+            state => Some(state),
+        };
+        ctx.reentry = v.lot.reentry;
         ctx.replayed = sid.as_ref().is_some_and(|id| {
             sessions.iter().any(|s| s.entry_scan.as_ref() == Some(id) || s.exit_scan.as_ref() == Some(id))
         });
         let scan = Scan { direction, lot, at: now, id: scan_id };
         let decision = decide(&scan, &ctx);
-        if !decision.is_allowed() {
-            return Ok(decision);
+        if offline.is_some() && decision == Decision::Refuse(Refusal::Replayed) {
+            // This very reading was already recorded (sent online, or an earlier upload).
+            return Ok((Decision::Allow, true));
+        }
+        if !decision.is_allowed() || offline == Some(false) {
+            return Ok((decision, false));
         }
         let mut u = match direction {
             Direction::Entry => {
@@ -145,7 +239,7 @@ impl Engine {
             }
             Direction::Exit => {
                 // With re-entry allowed, the stay goes on until the window ends.
-                let done = self.inner.reentry == ReentryPolicy::NotAllowed || now >= r.window.end();
+                let done = v.lot.reentry == ReentryPolicy::NotAllowed || now >= r.window.end();
                 let to = if done { S::Completed } else { S::CheckedIn };
                 let mut u = Update::new(&r, StateSet::of(&[S::CheckedIn]), to, EventKind::CheckedOut);
                 u.session = Some(SessionChange::Exit { at: now, gate: gate.to_owned(), scan: sid });
@@ -159,14 +253,20 @@ impl Engine {
                 if r.state == S::Completed {
                     self.release_claim(r.lot, r.spot, r.id).await;
                 }
-                Ok(Decision::Allow)
+                Ok((Decision::Allow, true))
             }
-            Err(Error::StaleFence { .. } | Error::InvalidTransition { .. }) => {
-                Ok(Decision::Refuse(match direction {
+            // Offline, the rules allowed the reading at the gate's time, but the reservation
+            // has moved on since (cancelled, completed): the reading is logged, not applied.
+            Err(Error::StaleFence { .. } | Error::InvalidTransition { .. }) if offline.is_some() => {
+                Ok((Decision::Allow, false))
+            }
+            Err(Error::StaleFence { .. } | Error::InvalidTransition { .. }) => Ok((
+                Decision::Refuse(match direction {
                     Direction::Entry => Refusal::AlreadyInside,
                     Direction::Exit => Refusal::NotInside,
-                }))
-            }
+                }),
+                false,
+            )),
             Err(e) => Err(e),
         }
     }

@@ -13,7 +13,7 @@ mod reads;
 mod sweeping;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
@@ -23,7 +23,7 @@ use crate::catalog::{Lot, Operator, Spot};
 use crate::error::{Error, Result};
 use crate::ids::{LotId, ReservationId, SpotId, UserId};
 use crate::memory::BroadcastNotifier;
-use crate::pass::{PassKeyring, ReentryPolicy, RevocationList};
+use crate::pass::PassKeyring;
 use crate::ports::lock::DynAdmissionLock;
 use crate::ports::notifier::DynNotifier;
 use crate::ports::payment::DynPaymentGateway;
@@ -60,15 +60,13 @@ pub struct EngineBuilder {
     notifier: Arc<DynNotifier>,
     clock: Arc<DynClock>,
     keyring: Option<PassKeyring>,
-    reentry: ReentryPolicy,
 }
 
 impl EngineBuilder {
-    /// The keyring that signs access passes (default: a fresh random key with id 1), and
-    /// whether a driver may leave and come back within the window.
-    pub fn passes(mut self, keyring: PassKeyring, reentry: ReentryPolicy) -> Self {
+    /// The keyring that signs access passes (default: a fresh random key with id 1). Whether
+    /// a driver may leave and come back is each lot's [`reentry`](Lot::reentry) policy.
+    pub fn passes(mut self, keyring: PassKeyring) -> Self {
         self.keyring = Some(keyring);
-        self.reentry = reentry;
         self
     }
     /// Puts an admission lock in front of the store.
@@ -105,8 +103,6 @@ impl EngineBuilder {
                 clock: self.clock,
                 lots: RwLock::default(),
                 keyring: RwLock::new(keyring),
-                reentry: self.reentry,
-                revocations: Mutex::default(),
             }),
         }
     }
@@ -121,8 +117,6 @@ struct Inner {
     clock: Arc<DynClock>,
     lots: RwLock<crate::ids::IdMap<LotId, Arc<LotView>>>,
     keyring: RwLock<PassKeyring>,
-    reentry: ReentryPolicy,
-    revocations: Mutex<RevocationList>,
 }
 
 /// The reservation engine. Cheap to clone; every clone shares the same ports.
@@ -182,7 +176,6 @@ impl Engine {
             notifier: Arc::new(BroadcastNotifier::default()),
             clock: Arc::new(SystemClock),
             keyring: None,
-            reentry: ReentryPolicy::NotAllowed,
         }
     }
 

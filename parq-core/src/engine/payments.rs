@@ -9,7 +9,7 @@ use crate::pass::RevocationReason;
 use crate::ports::payment::{
     IntentRequest, IntentStatus, PaymentEvent, PaymentEventKind, PaymentIntent, Refund,
 };
-use crate::ports::store::{IdempotencyClaim, Update};
+use crate::ports::store::{IdempotencyClaim, NewRevocation, Update};
 use crate::reservation::{EventKind, PaymentRef, Reservation, ReservationState as S, StateSet};
 
 use super::{Engine, fingerprint};
@@ -316,14 +316,10 @@ impl Engine {
                 refunded: (p.refunded + refund.minor).min(p.amount.minor),
                 ..p.clone()
             });
+            // The passes are revoked in the same atomic step as the cancellation.
+            u.revoke = Some(NewRevocation { pass: None, reason: RevocationReason::Cancelled });
             let r = self.write(u).await?;
             self.release_claim(r.lot, r.spot, r.id).await;
-            self.inner.revocations.lock().unwrap_or_else(std::sync::PoisonError::into_inner).revoke(
-                r.id,
-                None,
-                RevocationReason::Cancelled,
-                now,
-            );
             r
         };
         let refunded = self.finish_cancellation(&r).await?;

@@ -12,6 +12,7 @@ use crate::catalog::{GeoBox, Lot, Operator, Spot};
 use crate::error::{ConflictReason, Error, Result};
 use crate::ids::{IdMap, LotId, OperatorId, ReservationId, SpotId, UserId};
 use crate::money::Money;
+use crate::pass::{Revocation, RevocationDelta, ScanRecord};
 use crate::ports::store::{
     Capabilities, HoldRequest, HoldTarget, IdempotencyClaim, ReservationStore, SessionChange, Update, Written,
 };
@@ -42,6 +43,15 @@ pub struct MemoryStore {
     idem: Shards<IdemMap>,
     retention: usize,
     hasher: std::collections::hash_map::RandomState,
+    revocations: Mutex<Revocations>,
+    scans: Mutex<HashMap<(LotId, String), ScanRecord>>,
+}
+
+/// Every revocation (version `i + 1` at index `i`), and each reservation's by index.
+#[derive(Debug, Default)]
+struct Revocations {
+    all: Vec<Revocation>,
+    by_reservation: HashMap<ReservationId, Vec<usize>>,
 }
 
 /// Independently locked parts of one map, picked by the hash of the key.
@@ -272,6 +282,8 @@ impl MemoryStore {
             idem: shards(IDEM_SHARDS),
             retention: retention.max(1),
             hasher: Default::default(),
+            revocations: Mutex::default(),
+            scans: Mutex::default(),
         }
     }
 
@@ -619,6 +631,20 @@ impl ReservationStore for MemoryStore {
         }
         let reservation = s.to_reservation(&s.recs[slot as usize]);
         events.push(s.record(&reservation, u.event, now, retention));
+        if let Some(nr) = u.revoke {
+            // Under the shard's lock: nobody sees the change without its revocation.
+            let mut revs = lock(&self.revocations);
+            let version = revs.all.len() as u64 + 1;
+            revs.all.push(Revocation {
+                version,
+                reservation: u.id,
+                pass: nr.pass,
+                reason: nr.reason,
+                at: now,
+            });
+            let i = revs.all.len() - 1;
+            revs.by_reservation.entry(u.id).or_default().push(i);
+        }
         drop(s);
         if let (Some(map), Some(claim)) = (idem.as_deref_mut(), u.idempotency) {
             map.insert(
@@ -731,5 +757,29 @@ impl ReservationStore for MemoryStore {
         let shard = self.shard(loc.shard);
         let s = lock(&shard);
         Ok(s.sessions.get(&loc.slot).cloned().unwrap_or_default())
+    }
+
+    async fn revocations(&self, after: u64, limit: usize) -> Result<RevocationDelta> {
+        let revs = lock(&self.revocations);
+        let latest = revs.all.len() as u64;
+        let from = after.min(latest);
+        let page: Vec<Revocation> = revs.all[from as usize..].iter().take(limit).copied().collect();
+        let to = page.last().map_or(from, |r| r.version);
+        Ok(RevocationDelta { from, to, revocations: page })
+    }
+
+    async fn revocations_of(&self, reservation: ReservationId) -> Result<Vec<Revocation>> {
+        let revs = lock(&self.revocations);
+        Ok(revs.by_reservation.get(&reservation).into_iter().flatten().map(|&i| revs.all[i]).collect())
+    }
+
+    async fn record_scan(&self, record: &ScanRecord) -> Result<ScanRecord> {
+        self.lot_shard(record.lot)?;
+        let mut scans = lock(&self.scans);
+        Ok(scans.entry((record.lot, record.scan_id.clone())).or_insert_with(|| record.clone()).clone())
+    }
+
+    async fn scan_record(&self, lot: LotId, scan_id: &str) -> Result<Option<ScanRecord>> {
+        Ok(lock(&self.scans).get(&(lot, scan_id.to_owned())).cloned())
     }
 }

@@ -24,9 +24,9 @@ pub struct GatePolicy {
 }
 
 impl GatePolicy {
-    /// The policy of `lot`, with its grace.
-    pub fn for_lot(lot: &Lot, reentry: ReentryPolicy) -> Self {
-        Self { grace: lot.grace, reentry }
+    /// The policy of `lot`: its grace and its re-entry rule.
+    pub fn for_lot(lot: &Lot) -> Self {
+        Self { grace: lot.grace, reentry: lot.reentry }
     }
 }
 

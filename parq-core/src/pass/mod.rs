@@ -70,6 +70,7 @@ mod plate;
 pub mod qr;
 mod revocation;
 mod rules;
+mod upload;
 
 use std::fmt;
 
@@ -87,6 +88,7 @@ pub use self::revocation::{Revocation, RevocationDelta, RevocationList, Revocati
 pub use self::rules::{
     Decision, Direction, Presence, ReentryPolicy, Refusal, Scan, ScanContext, ScanId, decide,
 };
+pub use self::upload::{MAX_SCAN_ID_LEN, OfflineScan, ScanConflict, ScanRecord};
 use crate::error::{Error, Result};
 use crate::ids::{LotId, ReservationId, SpotId};
 use crate::reservation::Reservation;

@@ -92,6 +92,7 @@ pub enum Presence {
 /// Whether a reservation may enter again after leaving, inside its window and grace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub enum ReentryPolicy {
     /// One entry per reservation.
     #[default]

@@ -9,6 +9,7 @@ use crate::catalog::{GeoBox, Lot, Operator, Spot};
 use crate::error::Result;
 use crate::ids::{LotId, OperatorId, ReservationId, SpotId, UserId};
 use crate::money::Money;
+use crate::pass::{PassNonce, Revocation, RevocationDelta, RevocationReason, ScanRecord};
 use crate::reservation::{
     Event, EventKind, GateSession, PaymentRef, Reservation, ReservationState, StateSet,
 };
@@ -108,6 +109,16 @@ pub enum SessionChange {
     },
 }
 
+/// A revocation to record with an update, in the same atomic step (a cancellation revokes the
+/// reservation's passes as it commits, so a cancelled reservation always has its revocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewRevocation {
+    /// Only the pass with this nonce, or every pass of the reservation when `None`.
+    pub pass: Option<PassNonce>,
+    /// Why.
+    pub reason: RevocationReason,
+}
+
 /// A conditional change to one reservation.
 #[derive(Debug, Clone)]
 pub struct Update {
@@ -135,6 +146,8 @@ pub struct Update {
     pub event: EventKind,
     /// The caller's idempotency key.
     pub idempotency: Option<IdempotencyClaim>,
+    /// Revoke passes of the reservation, numbered with the store's next revocation version.
+    pub revoke: Option<NewRevocation>,
 }
 
 impl Update {
@@ -153,6 +166,7 @@ impl Update {
             bump_fence: false,
             event,
             idempotency: None,
+            revoke: None,
         }
     }
 }
@@ -236,6 +250,15 @@ pub struct Written {
 /// - Events get per-lot sequence numbers from 1 without gaps, in commit order, in the same
 ///   atomic step as the change they describe.
 /// - Idempotency: see [`IdempotencyClaim`]. A replay returns the reservation as it is now.
+/// - Revocations: an update with [`Update::revoke`] records one [`Revocation`] of the
+///   reservation, made at `now`, in the same atomic step as the change (a failed update records
+///   none). The store numbers revocations 1, 2, 3, … across the whole store (every operator),
+///   without gaps and in commit order: once a reader has seen version `n`, no revocation with
+///   a version `<= n` commits later. [`revocations`](Self::revocations) and
+///   [`revocations_of`](Self::revocations_of) answer from committed revocations only; they are
+///   shared by every handle of a `shared` store and survive a reopen of a `durable` one.
+/// - Scan records ([`record_scan`](Self::record_scan)) are kept once per `(lot, scan id)`:
+///   recording an id again changes nothing and returns the first record.
 /// - Failures of the backend are [`Unavailable`](crate::Error::Unavailable) (retryable when a
 ///   retry may help) or [`Backend`](crate::Error::Backend); a write that returns an error
 ///   either happened entirely or not at all, and a retry with the same idempotency key is safe.
@@ -294,6 +317,19 @@ pub trait ReservationStore: Send + Sync + Debug + 'static {
     }
     /// The gate sessions of a reservation, oldest first.
     async fn sessions(&self, id: ReservationId) -> Result<Vec<GateSession>>;
+
+    /// The revocations a holder of version `after` lacks, at most `limit`, as one consistent
+    /// read: `from` is `min(after, latest)`, the revocations are exactly the versions
+    /// `from + 1 ..= to` in order, and `to` is the latest committed version unless `limit`
+    /// cut the page short (then the caller asks again from `to`).
+    async fn revocations(&self, after: u64, limit: usize) -> Result<RevocationDelta>;
+    /// Every revocation of a reservation, oldest first (empty for an unknown one).
+    async fn revocations_of(&self, reservation: ReservationId) -> Result<Vec<Revocation>>;
+    /// Records a gate's reading unless one with the same `(lot, scan_id)` exists; returns the
+    /// record as stored (the earlier one, unchanged, on a repeat). `NotFound` for an unknown lot.
+    async fn record_scan(&self, record: &ScanRecord) -> Result<ScanRecord>;
+    /// The recorded reading `scan_id` of `lot`, if any.
+    async fn scan_record(&self, lot: LotId, scan_id: &str) -> Result<Option<ScanRecord>>;
 }
 
 /// `dyn ReservationStore`.

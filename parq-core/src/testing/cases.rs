@@ -13,7 +13,10 @@ use crate::error::{ConflictReason, Error};
 use crate::ids::{LotId, OperatorId, ReservationId, SpotId, UserId};
 use crate::memory::GatewayOp;
 use crate::money::Money;
-use crate::pass::Refusal;
+use crate::pass::{
+    Decision, Direction, GatePolicy, GateVerifier, OfflineScan, ReentryPolicy, Refusal, RevocationReason,
+    Scan, ScanConflict,
+};
 use crate::ports::payment::PaymentGateway;
 use crate::ports::store::{DynReservationStore, Update};
 use crate::reservation::{EventKind, ReservationState as S, StateSet};
@@ -686,4 +689,116 @@ impl crate::time::ManualClock {
     pub fn now_ts(&self) -> jiff::Timestamp {
         crate::time::Clock::now(self)
     }
+}
+
+/// Books, pays and returns a confirmed reservation of spot `i` for `window`.
+async fn paid(f: &Fixture, user: UserId, i: usize, window: crate::Window) -> crate::Reservation {
+    let r = f.engine.hold(&f.named(user, i, window), None).await.unwrap();
+    let co = f.engine.checkout(r.id, user).await.unwrap();
+    f.engine.apply_payment(f.gateway.pay(&co.intent.id, false).unwrap()).await.unwrap()
+}
+
+/// Cancelling revokes the reservation's passes in the store, with the cancellation: gates
+/// syncing get the revocation, the online gate refuses the pass, and an offline gate that
+/// applies the delta refuses it too.
+pub async fn cancel_revokes_the_pass_in_the_store(store: Store) {
+    let f = Fixture::new(store).await;
+    let user = UserId::new();
+    let keep = paid(&f, user, 1, f.window(1, 2)).await;
+    let r = paid(&f, user, 0, f.window(1, 2)).await;
+    let pass = f.engine.issue_pass(r.id, user).await.unwrap();
+    let before = f.engine.revocations_since(0, 100).await.unwrap();
+    f.engine.cancel(r.id, user).await.unwrap();
+    let delta = f.engine.revocations_since(before.to, 100).await.unwrap();
+    assert_eq!(delta.revocations.len(), 1);
+    let rev = delta.revocations[0];
+    assert_eq!(
+        (rev.version, rev.reservation, rev.reason),
+        (before.to + 1, r.id, RevocationReason::Cancelled)
+    );
+    assert_eq!(f.store.revocations_of(r.id).await.unwrap(), vec![rev], "written by the store");
+    f.engine.cancel(r.id, user).await.unwrap();
+    assert_eq!(
+        f.engine.revocations_since(before.to, 100).await.unwrap(),
+        delta,
+        "a repeated cancel adds none"
+    );
+    f.advance_mins(50);
+    let d = f.engine.scan(pass.text(), f.lot.id, Direction::Entry, "north", None).await.unwrap();
+    assert_eq!(d, Decision::Refuse(Refusal::Revoked));
+    let gate = GateVerifier::new(f.engine.pass_keys(), GatePolicy::for_lot(&f.lot));
+    gate.apply_revocations(&f.engine.revocations_since(0, 100).await.unwrap()).unwrap();
+    let at = f.clock.now_ts();
+    assert_eq!(gate.scan(pass.text(), &Scan::entry(f.lot.id, at)), Decision::Refuse(Refusal::Revoked));
+    let other = f.engine.issue_pass(keep.id, user).await.unwrap();
+    assert_eq!(gate.scan(other.text(), &Scan::entry(f.lot.id, at)), Decision::Allow, "only that one");
+}
+
+/// The lot's re-entry policy, stored with the lot, decides a second entry: refused where the
+/// lot allows one entry (the exit completes the stay), allowed once the operator allows it.
+pub async fn lot_reentry_policy_decides_a_second_entry(store: Store) {
+    let f = Fixture::new(store).await;
+    assert_eq!(f.lot.reentry, ReentryPolicy::NotAllowed);
+    let user = UserId::new();
+    let once = paid(&f, user, 0, f.window(1, 3)).await;
+    let twice = paid(&f, user, 1, f.window(1, 3)).await;
+    f.advance_mins(50);
+    let refused = |r: crate::Result<crate::Reservation>| match r {
+        Err(Error::ScanRefused { reason }) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    f.engine.check_in(once.id, "north", "a-1").await.unwrap();
+    let out = f.engine.check_out(once.id, "north", "a-2").await.unwrap();
+    assert_eq!(out.state, S::Completed, "one entry: leaving ends the stay");
+    assert_eq!(refused(f.engine.check_in(once.id, "north", "a-3").await), Refusal::ReentryNotAllowed);
+
+    let mut lot = f.lot.clone();
+    lot.reentry = ReentryPolicy::Allowed;
+    f.engine.put_lot(&lot).await.unwrap();
+    assert_eq!(f.store.lot(lot.id).await.unwrap().reentry, ReentryPolicy::Allowed, "stored with the lot");
+    f.engine.check_in(twice.id, "north", "b-1").await.unwrap();
+    let out = f.engine.check_out(twice.id, "north", "b-2").await.unwrap();
+    assert_eq!(out.state, S::CheckedIn, "the stay goes on until the window ends");
+    f.advance_mins(30);
+    let back = f.engine.check_in(twice.id, "north", "b-3").await.unwrap();
+    assert_eq!(back.state, S::CheckedIn);
+    assert_eq!(f.engine.sessions(twice.id).await.unwrap().len(), 2, "two visits");
+}
+
+/// Readings an offline gate acted on are recorded once, decided at the gate's time: a valid
+/// entry is applied with the gate's time; a repeat returns the same record; a pass revoked
+/// before the reading and let in anyway is a conflict, not applied.
+pub async fn offline_scans_are_recorded_once(store: Store) {
+    let f = Fixture::new(store).await;
+    let user = UserId::new();
+    let r = paid(&f, user, 0, f.window(1, 2)).await;
+    let gone = paid(&f, user, 1, f.window(1, 2)).await;
+    let pass = f.engine.issue_pass(r.id, user).await.unwrap();
+    let gone_pass = f.engine.issue_pass(gone.id, user).await.unwrap();
+    f.engine.cancel(gone.id, user).await.unwrap();
+    let at_gate = epoch() + SignedDuration::from_mins(55);
+    f.advance_mins(120);
+    let scan = |id: &str, text: &str| OfflineScan {
+        scan_id: id.into(),
+        pass: text.into(),
+        lot: f.lot.id,
+        direction: Direction::Entry,
+        gate: "north".into(),
+        at: at_gate,
+        gate_decision: Decision::Allow,
+    };
+    let first = f.engine.record_offline_scan(&scan("g1-0001", pass.text())).await.unwrap();
+    assert_eq!((first.decision, first.applied, first.conflict), (Decision::Allow, true, None));
+    assert_eq!(first.reservation, Some(r.id));
+    let sessions = f.engine.sessions(r.id).await.unwrap();
+    assert_eq!((sessions.len(), sessions[0].entered_at), (1, at_gate), "entered at the gate's time");
+    let again = f.engine.record_offline_scan(&scan("g1-0001", pass.text())).await.unwrap();
+    assert_eq!(again, first, "the same answer");
+    assert_eq!(f.engine.sessions(r.id).await.unwrap().len(), 1, "recorded once");
+    let revoked = f.engine.record_offline_scan(&scan("g1-0002", gone_pass.text())).await.unwrap();
+    assert_eq!(revoked.decision, Decision::Refuse(Refusal::Revoked));
+    assert_eq!((revoked.applied, revoked.conflict), (false, Some(ScanConflict::AllowedButRefused)));
+    assert_eq!(f.store.scan_record(f.lot.id, "g1-0002").await.unwrap(), Some(revoked));
+    let junk = f.engine.record_offline_scan(&scan("g1-0003", "not a pass")).await.unwrap();
+    assert_eq!((junk.decision, junk.reservation), (Decision::Refuse(Refusal::Invalid), None));
 }

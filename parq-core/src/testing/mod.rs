@@ -81,6 +81,7 @@ pub fn sample_lot(operator: OperatorId, name: &str, location: GeoPoint) -> (Lot,
         },
         opening_hours: OpeningHours::Always,
         blackouts: vec![],
+        reentry: crate::pass::ReentryPolicy::NotAllowed,
     };
     let spots = (1..=4)
         .map(|i| Spot {
@@ -282,6 +283,9 @@ macro_rules! __store_engine_cases {
             no_show_is_released,
             availability_and_search,
             gate_sessions_count_a_scan_once,
+            cancel_revokes_the_pass_in_the_store,
+            lot_reentry_policy_decides_a_second_entry,
+            offline_scans_are_recorded_once,
             watch_resumes_from_a_sequence_number,
         }
     };
@@ -314,6 +318,10 @@ macro_rules! __store_port_cases {
             port_queries_for_the_sweeper,
             port_shared_handles_see_one_another,
             port_durable_writes_survive_a_reopen,
+            port_revocations_numbered_with_the_update,
+            port_revocations_race_distinct_consecutive,
+            port_revocations_seen_from_a_reopened_handle,
+            port_scan_records_are_kept_once,
         }
     };
 }

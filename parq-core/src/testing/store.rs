@@ -12,9 +12,12 @@ use crate::catalog::{GeoPoint, Lot, Operator, Spot};
 use crate::error::{ConflictReason, Error};
 use crate::ids::{LotId, OperatorId, ReservationId, SessionId, SpotId, UserId};
 use crate::money::Money;
+use crate::pass::{
+    Decision, Direction, Refusal, RevocationDelta, RevocationReason, ScanConflict, ScanRecord,
+};
 use crate::ports::store::{
-    DynReservationStore, HoldLimits, HoldRequest, HoldTarget, IdempotencyClaim, SessionChange, Update,
-    Written,
+    DynReservationStore, HoldLimits, HoldRequest, HoldTarget, IdempotencyClaim, NewRevocation, SessionChange,
+    Update, Written,
 };
 use crate::reservation::{
     Event, EventKind, GateSession, PaymentRef, Reservation, ReservationState as S, StateSet,
@@ -767,4 +770,173 @@ pub async fn port_durable_writes_survive_a_reopen(s: StoreSubject) {
     let spots: HashSet<SpotId> =
         reopened.live_in_lot(p.lot.id, &win(0, 12), later).await.unwrap().iter().map(|r| r.spot).collect();
     assert_eq!(spots, HashSet::from([p.spots[0].id]));
+}
+
+/// Cancels `r` (confirmed) at `now`, revoking its passes in the same step.
+async fn cancel_revoking(store: &Store, r: &Reservation, now: Timestamp) -> crate::Result<Written> {
+    let mut u = Update::new(r, StateSet::of(&[S::Confirmed]), S::Cancelled, EventKind::Cancelled);
+    u.revoke = Some(NewRevocation { pass: None, reason: RevocationReason::Cancelled });
+    store.update(u, now).await
+}
+
+fn versions(d: &RevocationDelta) -> Vec<u64> {
+    d.revocations.iter().map(|r| r.version).collect()
+}
+
+/// Revocations are written with the update that asks for them and numbered 1, 2, 3, … without
+/// gaps; a failed update records none; `revocations(after)` returns exactly what follows
+/// `after` (pages cut by `limit` end at `to`), and `revocations_of` a reservation's own.
+pub async fn port_revocations_numbered_with_the_update(s: StoreSubject) {
+    let store = s.store.clone();
+    let p = Place::new(&store).await;
+    let now = epoch();
+    let empty = store.revocations(0, 100).await.unwrap();
+    assert_eq!((empty.from, empty.to, empty.revocations.len()), (0, 0, 0), "an empty store is at version 0");
+    let mut cancelled = Vec::new();
+    for i in 0..3 {
+        let r = confirmed(&store, &p, UserId::new(), i, win(1, 2), now).await;
+        let w = cancel_revoking(&store, &r, at(i as i64)).await.unwrap();
+        assert_eq!(w.reservation.state, S::Cancelled);
+        cancelled.push(w.reservation);
+    }
+    // A cancellation refused (stale fence) revokes nothing; an update without `revoke` neither.
+    let other = confirmed(&store, &p, UserId::new(), 3, win(1, 2), now).await;
+    let mut stale = other.clone();
+    stale.fence += 7;
+    assert!(matches!(cancel_revoking(&store, &stale, now).await, Err(Error::StaleFence { .. })));
+    step(&store, &other, S::CheckedIn, EventKind::CheckedIn, now).await;
+
+    let all = store.revocations(0, 100).await.unwrap();
+    assert_eq!((all.from, all.to, versions(&all)), (0, 3, vec![1, 2, 3]));
+    for (i, (rev, r)) in all.revocations.iter().zip(&cancelled).enumerate() {
+        assert_eq!(rev.reservation, r.id);
+        assert_eq!((rev.pass, rev.reason), (None, RevocationReason::Cancelled));
+        assert_eq!(rev.at.as_second(), at(i as i64).as_second(), "made at the update's time");
+    }
+    let mut local = crate::pass::RevocationList::new();
+    assert_eq!(local.apply(&all).unwrap(), 3, "a gate applies the delta as it is");
+    let rest = store.revocations(1, 100).await.unwrap();
+    assert_eq!((rest.from, rest.to, versions(&rest)), (1, 3, vec![2, 3]), "exactly what follows");
+    let page = store.revocations(0, 2).await.unwrap();
+    assert_eq!((page.from, page.to, versions(&page)), (0, 2, vec![1, 2]), "a page ends at its last");
+    let none = store.revocations(3, 100).await.unwrap();
+    assert_eq!((none.from, none.to, none.revocations.len()), (3, 3, 0));
+    let ahead = store.revocations(99, 100).await.unwrap();
+    assert_eq!((ahead.from, ahead.to, ahead.revocations.len()), (3, 3, 0), "a gate ahead is told the latest");
+    let of = store.revocations_of(cancelled[1].id).await.unwrap();
+    assert_eq!(of, vec![all.revocations[1]]);
+    assert!(store.revocations_of(other.id).await.unwrap().is_empty());
+    assert!(store.revocations_of(ReservationId::new()).await.unwrap().is_empty());
+}
+
+/// Cancellations racing (on one spot's neighbours and across spots) get distinct, consecutive
+/// versions: 1 ..= n, each reservation once.
+pub async fn port_revocations_race_distinct_consecutive(s: StoreSubject) {
+    let store = s.store.clone();
+    let p = Place::new(&store).await;
+    let now = epoch();
+    let n = 24;
+    let mut rs = Vec::new();
+    for i in 0..n {
+        rs.push(confirmed(&store, &p, UserId::new(), i % 4, win(2 * (i as i64 / 4), 2), now).await);
+    }
+    // Through a second handle too when the store is shared: one counter for every process.
+    let other = if s.store.capabilities().shared { s.reopen().await } else { store.clone() };
+    let tasks: Vec<_> = rs
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, r)| {
+            let store = if i % 2 == 0 { store.clone() } else { other.clone() };
+            tokio::spawn(async move { cancel_revoking(&store, &r, now).await.map(|w| w.reservation.id) })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().expect("cancel");
+    }
+    let all = store.revocations(0, 1000).await.unwrap();
+    assert_eq!(versions(&all), (1..=n as u64).collect::<Vec<_>>(), "distinct and consecutive");
+    assert_eq!(all.to, n as u64);
+    let ids: HashSet<ReservationId> = all.revocations.iter().map(|r| r.reservation).collect();
+    assert_eq!(ids, rs.iter().map(|r| r.id).collect::<HashSet<_>>(), "each cancellation once");
+}
+
+/// A `shared` or `durable` store: another handle (another replica, or the process restarted)
+/// sees the revocations, continues their numbering, and finds the recorded gate readings.
+pub async fn port_revocations_seen_from_a_reopened_handle(s: StoreSubject) {
+    let caps = s.store.capabilities();
+    if !caps.shared && !caps.durable {
+        eprintln!("neither shared nor durable: nothing to check");
+        return;
+    }
+    let store = s.store.clone();
+    let p = Place::new(&store).await;
+    let now = epoch();
+    let a = confirmed(&store, &p, UserId::new(), 0, win(1, 2), now).await;
+    cancel_revoking(&store, &a, now).await.unwrap();
+    let rec = scan_record(&p, "gate-7:0001", Some(a.id));
+    assert_eq!(store.record_scan(&rec).await.unwrap(), rec);
+    let before = store.revocations(0, 100).await.unwrap();
+
+    let reopened = s.reopen().await;
+    assert_eq!(reopened.revocations(0, 100).await.unwrap(), before, "the same answer from another handle");
+    assert_eq!(reopened.revocations_of(a.id).await.unwrap(), before.revocations);
+    let b = confirmed(&reopened, &p, UserId::new(), 1, win(1, 2), now).await;
+    cancel_revoking(&reopened, &b, now).await.unwrap();
+    let after = store.revocations(1, 100).await.unwrap();
+    assert_eq!((versions(&after), after.revocations[0].reservation), (vec![2], b.id), "one numbering");
+    assert_eq!(reopened.scan_record(p.lot.id, "gate-7:0001").await.unwrap(), Some(rec));
+}
+
+fn scan_record(p: &Place, scan_id: &str, reservation: Option<ReservationId>) -> ScanRecord {
+    ScanRecord {
+        scan_id: scan_id.into(),
+        lot: p.lot.id,
+        gate: "north".into(),
+        direction: Direction::Entry,
+        at: at(5),
+        reservation,
+        gate_decision: Decision::Allow,
+        decision: Decision::Refuse(Refusal::Revoked),
+        applied: false,
+        conflict: Some(ScanConflict::AllowedButRefused),
+        recorded_at: at(90),
+    }
+}
+
+/// A gate reading is recorded once per `(lot, scan id)`: recording it again returns the first
+/// record unchanged; the same id in another lot is another reading; an unknown lot is
+/// `NotFound`.
+pub async fn port_scan_records_are_kept_once(s: StoreSubject) {
+    let store = s.store.clone();
+    let p = Place::new(&store).await;
+    let q = Place::in_operator(&store, p.lot.operator, "Other").await;
+    assert_eq!(store.scan_record(p.lot.id, "s-1").await.unwrap(), None);
+    let first = scan_record(&p, "s-1", None);
+    assert_eq!(store.record_scan(&first).await.unwrap(), first);
+    let mut second = first.clone();
+    second.decision = Decision::Allow;
+    second.conflict = None;
+    second.recorded_at = at(200);
+    assert_eq!(store.record_scan(&second).await.unwrap(), first, "the first record stands");
+    assert_eq!(store.scan_record(p.lot.id, "s-1").await.unwrap(), Some(first.clone()));
+    let elsewhere = scan_record(&q, "s-1", None);
+    assert_eq!(store.record_scan(&elsewhere).await.unwrap(), elsewhere, "ids are per lot");
+    let mut lost = first.clone();
+    lost.lot = LotId::new();
+    assert!(matches!(store.record_scan(&lost).await, Err(Error::NotFound { .. })));
+    // Many uploads of one reading at once: one record.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            let mut r = scan_record(&p, "s-race", None);
+            r.recorded_at = at(300 + i);
+            tokio::spawn(async move { store.record_scan(&r).await.unwrap() })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for t in tasks {
+        seen.insert(t.await.unwrap().recorded_at);
+    }
+    assert_eq!(seen.len(), 1, "every concurrent upload gets the one record");
 }

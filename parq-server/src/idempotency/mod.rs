@@ -59,7 +59,8 @@ const STALE: Duration = Duration::from_secs(60);
 pub enum Keys {
     /// A safe method: no key.
     None,
-    /// Deduplicated by the request's own event id (payment webhooks): no key.
+    /// Deduplicated by the request's own ids (payment webhooks' event id, uploaded gate
+    /// readings' scan ids): no key.
     EventId,
     /// A key is required, and [`record`] keeps the response for retries.
     Recorded,

@@ -80,6 +80,12 @@ impl Routes {
         self.mark(Keys::EventId)
     }
 
+    /// The route just added is deduplicated by the ids of the readings in its body (gate
+    /// uploads): it takes no `Idempotency-Key`.
+    fn deduplicated_by_scan_ids(self) -> Self {
+        self.mark(Keys::EventId)
+    }
+
     fn mark(mut self, keys: Keys) -> Self {
         let last = self.entries.last_mut().expect("a route to mark");
         assert!(Keys::default_for(&last.method).required(), "{} {} is a safe method", last.method, last.path);
@@ -162,6 +168,8 @@ fn table() -> Routes {
         // Gates.
         .at(routes!(gates::scan))
         .at(routes!(gates::revocations))
+        .at(routes!(gates::upload_scans))
+        .deduplicated_by_scan_ids()
         // Operators.
         .at(routes!(operator::lots))
         .at(routes!(operator::create_lot))

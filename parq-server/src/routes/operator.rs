@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
+use parq_core::pass::ReentryPolicy;
 use parq_core::{
     CancellationPolicy, Error, GeoBox, GeoPoint, Lot, LotId, OpeningHours, OperatorId, RateTable,
     ReservationState, Spot, SpotAttributes, SpotId, Window,
@@ -96,6 +97,10 @@ pub struct LotBody {
     /// Windows when it takes no bookings.
     #[serde(default)]
     blackouts: Vec<Window>,
+    /// Whether a driver who left may enter again within the pass's window and grace
+    /// (default: `not_allowed`, one entry per reservation).
+    #[serde(default)]
+    reentry: ReentryPolicy,
 }
 
 fn default_tz() -> String {
@@ -134,6 +139,7 @@ impl LotBody {
             cancellation: self.cancellation,
             opening_hours: self.opening_hours,
             blackouts: self.blackouts,
+            reentry: self.reentry,
         }
     }
 }

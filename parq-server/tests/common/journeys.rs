@@ -325,3 +325,225 @@ pub async fn a_declined_payment_leaves_the_hold_and_an_extension_reprices_it(s: 
     assert_eq!(p["reason"], "spot_taken");
     s.running.shutdown().await;
 }
+
+/// A request of a gate (or the operator) with its API key.
+pub async fn with_key(
+    s: &Server,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = s.http.request(method.clone(), s.url(path)).header("x-api-key", key);
+    if method != Method::GET {
+        req = req.header("idempotency-key", super::key());
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.expect("the request is answered")
+}
+
+/// Holds any spot of `lot` for `window`, pays it through the test-gateway endpoint, and returns
+/// the reservation's id and its pass's text.
+pub async fn paid_with_pass(
+    s: &Server,
+    token: &str,
+    lot: &str,
+    (start, end): (String, String),
+) -> (String, String) {
+    let held = expect(
+        s.post("/api/v1/holds", Some(token), json!({ "lot_id": lot, "start": start, "end": end })).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = held["id"].as_str().unwrap().to_owned();
+    let checkout = expect(
+        s.post(&format!("/api/v1/reservations/{id}/checkout"), Some(token), json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    let pay_url = checkout["test_pay_url"].as_str().expect("the test gateway is in use").to_owned();
+    let paid = expect(s.post(&pay_url, Some(token), json!({})).await, StatusCode::OK).await;
+    assert_eq!(paid["reservation"]["state"], "confirmed", "{paid}");
+    let pass =
+        expect(s.get(&format!("/api/v1/reservations/{id}/pass"), Some(token)).await, StatusCode::OK).await;
+    (id, pass["text"].as_str().unwrap().to_owned())
+}
+
+/// The revocations a gate lacks after `since`.
+pub async fn revocations(s: &Server, gate_key: &str, since: u64) -> Value {
+    expect(
+        with_key(s, Method::GET, &format!("/api/v1/gates/revocations?since={since}"), gate_key, None).await,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// A gate that worked offline uploads what it did: each reading is decided at the gate's time
+/// and recorded once, whatever order it comes in; the same batch again gets the same answer and
+/// changes nothing; a revoked pass the gate let in is reported as a conflict.
+pub async fn offline_gate_uploads_are_recorded_once_and_report_conflicts(s: Server) {
+    let lot = s.demo().lot("Eleftheria").unwrap().to_string();
+    let gate_key = s.demo().gate_key.clone();
+    let token = s.driver("offline@example.cy").await;
+    let (id, pass) = paid_with_pass(&s, &token, &lot, window(0, 2)).await;
+    let (gone, gone_pass) = paid_with_pass(&s, &token, &lot, window(0, 2)).await;
+    expect(
+        s.post(&format!("/api/v1/reservations/{gone}/cancel"), Some(&token), json!({})).await,
+        StatusCode::OK,
+    )
+    .await;
+    let t0 = Timestamp::now();
+    let at = |secs: i64| (t0 + SignedDuration::from_secs(secs)).to_string();
+    let reading = |scan_id: &str, text: &str, direction: &str, secs: i64| json!({ "scan_id": scan_id, "pass": text, "lot_id": lot, "direction": direction, "gate": "west-2", "at": at(secs) });
+    let mut junk = reading("w2-0004", "NOT-A-PASS", "entry", 4);
+    junk["gate_decision"] = json!({ "decision": "refuse", "reason": "invalid" });
+    // Sent out of order: the exit before the entry it follows.
+    let batch = json!({ "scans": [
+        reading("w2-0002", &pass, "exit", 2),
+        reading("w2-0001", &pass, "entry", 1),
+        reading("w2-0003", &gone_pass, "entry", 3),
+        junk,
+    ] });
+    let upload = || with_key(&s, Method::POST, "/api/v1/gates/scans", &gate_key, Some(batch.clone()));
+    let first = expect(upload().await, StatusCode::OK).await;
+    let scans = first["scans"].as_array().unwrap_or_else(|| panic!("{first}"));
+    let ids: Vec<&str> = scans.iter().map(|x| x["scan_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["w2-0002", "w2-0001", "w2-0003", "w2-0004"], "answered in the order sent");
+    for x in &scans[..2] {
+        assert_eq!(x["decision"], json!({ "decision": "allow" }), "{x}");
+        assert_eq!((x["applied"].clone(), x.get("conflict")), (json!(true), None), "{x}");
+        assert_eq!(x["reservation"], id);
+    }
+    assert_eq!(scans[1]["at"], at(1), "kept with the gate's time");
+    assert_eq!(scans[2]["decision"], json!({ "decision": "refuse", "reason": "revoked" }));
+    assert_eq!(scans[2]["gate_decision"], json!({ "decision": "allow" }));
+    assert_eq!(
+        (scans[2]["applied"].clone(), scans[2]["conflict"].clone()),
+        (json!(false), json!("allowed_but_refused"))
+    );
+    assert_eq!(scans[3]["decision"], json!({ "decision": "refuse", "reason": "invalid" }));
+    assert!(scans[3].get("conflict").is_none() && scans[3].get("reservation").is_none(), "{}", scans[3]);
+    let r = expect(s.get(&format!("/api/v1/reservations/{id}"), Some(&token)).await, StatusCode::OK).await;
+    assert_eq!(r["state"], "completed", "entered and left, one entry allowed");
+    let g = expect(s.get(&format!("/api/v1/reservations/{gone}"), Some(&token)).await, StatusCode::OK).await;
+    assert_eq!(g["state"], "cancelled", "a conflict changes no reservation");
+
+    // The same batch again (the answer was lost): the same answer, nothing recorded twice.
+    let again = expect(upload().await, StatusCode::OK).await;
+    assert_eq!(again, first);
+    let one = json!({ "scans": [reading("w2-0001", &pass, "entry", 1)] });
+    let alone =
+        expect(with_key(&s, Method::POST, "/api/v1/gates/scans", &gate_key, Some(one)).await, StatusCode::OK)
+            .await;
+    assert_eq!(alone["scans"][0], scans[1]);
+    let r = expect(s.get(&format!("/api/v1/reservations/{id}"), Some(&token)).await, StatusCode::OK).await;
+    assert_eq!(r["state"], "completed");
+
+    // A malformed batch is refused whole; a driver is not a gate.
+    let ahead = json!({ "scans": [
+        reading("w2-0005", &pass, "entry", 0),
+        reading("w2-0006", &pass, "entry", 3600),
+    ] });
+    let p = expect_problem(
+        with_key(&s, Method::POST, "/api/v1/gates/scans", &gate_key, Some(ahead)).await,
+        "invalid",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("scans[1]"), "{p}");
+    let control = json!({ "scans": [reading("w2\u{0}7", &pass, "entry", 0)] });
+    expect_problem(
+        with_key(&s, Method::POST, "/api/v1/gates/scans", &gate_key, Some(control)).await,
+        "invalid",
+    )
+    .await;
+    let empty_id = json!({ "scans": [reading("", &pass, "entry", 0)] });
+    expect_problem(
+        with_key(&s, Method::POST, "/api/v1/gates/scans", &gate_key, Some(empty_id)).await,
+        "invalid",
+    )
+    .await;
+    expect_problem(s.post("/api/v1/gates/scans", Some(&token), json!({ "scans": [] })).await, "forbidden")
+        .await;
+}
+
+/// An operator sets a lot's re-entry rule through the API, when creating and when replacing
+/// the lot; the gate follows it for a second entry.
+pub async fn the_lots_reentry_policy_decides_a_second_entry(s: Server) {
+    let op_key = s.demo().operator_key.clone();
+    let gate_key = s.demo().gate_key.clone();
+    let lots =
+        expect(with_key(&s, Method::GET, "/api/v1/operator/lots", &op_key, None).await, StatusCode::OK).await;
+    let rates = lots["lots"][0]["rates"].clone();
+    let body = |reentry: &str| {
+        json!({ "name": "Re-entry Test Car Park", "location": { "lat": 35.17, "lon": 33.36 },
+                "rates": rates, "reentry": reentry })
+    };
+    let lot = expect(
+        with_key(&s, Method::POST, "/api/v1/operator/lots", &op_key, Some(body("allowed"))).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(lot["reentry"], "allowed");
+    let lot_id = lot["id"].as_str().unwrap().to_owned();
+    for label in ["R-1", "R-2"] {
+        expect(
+            with_key(
+                &s,
+                Method::POST,
+                &format!("/api/v1/operator/lots/{lot_id}/spots"),
+                &op_key,
+                Some(json!({ "label": label })),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let token = s.driver("comeback@example.cy").await;
+    let scan = |text: String, direction: &'static str, scan_id: &'static str| {
+        let (s, key, lot) = (&s, gate_key.clone(), lot_id.clone());
+        async move {
+            let body = json!({ "pass": text, "lot_id": lot, "direction": direction, "gate": "g", "scan_id": scan_id });
+            expect(with_key(s, Method::POST, "/api/v1/gates/scan", &key, Some(body)).await, StatusCode::OK)
+                .await
+        }
+    };
+    let allow = json!({ "decision": "allow" });
+    let (_, pass) = paid_with_pass(&s, &token, &lot_id, window(0, 2)).await;
+    assert_eq!(scan(pass.clone(), "entry", "a1").await, allow);
+    assert_eq!(scan(pass.clone(), "exit", "a2").await, allow);
+    assert_eq!(scan(pass.clone(), "entry", "a3").await, allow, "the lot allows re-entry");
+
+    let replaced = expect(
+        with_key(
+            &s,
+            Method::PUT,
+            &format!("/api/v1/operator/lots/{lot_id}"),
+            &op_key,
+            Some(body("not_allowed")),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(replaced["reentry"], "not_allowed");
+    let (_, pass) = paid_with_pass(&s, &token, &lot_id, window(0, 2)).await;
+    assert_eq!(scan(pass.clone(), "entry", "b1").await, allow);
+    assert_eq!(scan(pass.clone(), "exit", "b2").await, allow);
+    assert_eq!(
+        scan(pass, "entry", "b3").await,
+        json!({ "decision": "refuse", "reason": "reentry_not_allowed" }),
+        "one entry per reservation now"
+    );
+}
+
+/// Uploads a batch of offline readings with a gate key; expects `200`.
+pub async fn upload(s: &Server, gate_key: &str, batch: &Value) -> Value {
+    expect(
+        with_key(s, Method::POST, "/api/v1/gates/scans", gate_key, Some(batch.clone())).await,
+        StatusCode::OK,
+    )
+    .await
+}

@@ -117,6 +117,18 @@ impl ReservationStore for TestStore {
     async fn sessions(&self, id: ReservationId) -> Result<Vec<GateSession>> {
         self.store.sessions(id).await
     }
+    async fn revocations(&self, after: u64, limit: usize) -> Result<parq_core::pass::RevocationDelta> {
+        self.store.revocations(after, limit).await
+    }
+    async fn revocations_of(&self, reservation: ReservationId) -> Result<Vec<parq_core::pass::Revocation>> {
+        self.store.revocations_of(reservation).await
+    }
+    async fn record_scan(&self, record: &parq_core::pass::ScanRecord) -> Result<parq_core::pass::ScanRecord> {
+        self.store.record_scan(record).await
+    }
+    async fn scan_record(&self, lot: LotId, scan_id: &str) -> Result<Option<parq_core::pass::ScanRecord>> {
+        self.store.scan_record(lot, scan_id).await
+    }
 }
 
 /// An operator and a four-spot lot (parq-core's sample lot), put through the port.

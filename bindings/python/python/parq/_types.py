@@ -436,6 +436,9 @@ class Lot(_Value):
     cancellation: CancellationPolicy = CancellationPolicy(timedelta(hours=2), 50)
     opening_hours: OpeningHours = OpeningHours()
     blackouts: tuple[Window, ...] = ()
+    # "allowed" or "not_allowed": whether a driver who left may enter again; None takes the
+    # engine's `reentry` when the lot is put.
+    reentry: Optional[str] = None
 
 
 @dataclass(frozen=True, slots=True)
