@@ -15,4 +15,4 @@ pub use failover::FailoverLock;
 pub use health::{Health, HealthConfig, RebuildTicket, RedisHealth};
 pub use lock::{DEFAULT_TIMEOUT, RedisLock};
 pub use notifier::{NotifierConfig, RedisNotifier};
-pub use pool::{RedisConn, RedisManager, RedisPool};
+pub use pool::{Connection, RedisConn, RedisManager, RedisPool, TlsFiles};
