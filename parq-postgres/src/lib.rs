@@ -7,6 +7,7 @@ mod revocations;
 mod rows;
 mod sql;
 mod store;
+pub mod tls;
 
 pub use deadpool_postgres;
 pub use deadpool_postgres::tokio_postgres;
@@ -14,3 +15,4 @@ pub use error::{ErrorClass, PgError, classify, db_error};
 pub use notifier::PgNotifier;
 pub use sql::ident;
 pub use store::PgStore;
+pub use tls::{PgTls, SslMode};

@@ -11,7 +11,9 @@ use futures_util::future::poll_fn;
 use parq_core::{Error, Event, EventStream, LotId, Notifier, Result};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, Connection, NoTls};
+
+use crate::tls::PgTls;
 
 use crate::error::db;
 use crate::sql::ident;
@@ -69,12 +71,27 @@ const CAPACITY: usize = 4096;
 impl PgNotifier {
     /// Connects with `config` and listens on `channel` (see [`PgStore::channel`](crate::PgStore::channel))
     /// before returning, so every event committed afterwards reaches subscribers.
+    /// The connection is not encrypted: see [`connect_tls`](Self::connect_tls).
     pub async fn connect(config: tokio_postgres::Config, channel: impl Into<String>) -> Result<Self> {
-        let channel = channel.into();
+        Self::start(config, None, channel.into()).await
+    }
+
+    /// As [`connect`](Self::connect), through `tls` (its `sslmode` decides whether the
+    /// connection is encrypted and how the server is checked; see [`crate::tls`]).
+    pub async fn connect_tls(
+        config: tokio_postgres::Config,
+        tls: PgTls,
+        channel: impl Into<String>,
+    ) -> Result<Self> {
+        Self::start(config, Some(tls), channel.into()).await
+    }
+
+    async fn start(config: tokio_postgres::Config, tls: Option<PgTls>, channel: String) -> Result<Self> {
         let (tx, _) = broadcast::channel(CAPACITY);
-        let session = listen(&config, &channel, tx.clone()).await?;
+        let session = listen(&config, tls.as_ref(), &channel, tx.clone()).await?;
         let client = Arc::new(Mutex::new(session.0.clone()));
-        let task = tokio::spawn(keep_listening(config, channel.clone(), tx.clone(), session, client.clone()));
+        let task =
+            tokio::spawn(keep_listening(config, tls, channel.clone(), tx.clone(), session, client.clone()));
         Ok(Self { tx, channel, publisher: None, client, syncs: AtomicU64::new(0), task })
     }
 
@@ -96,11 +113,31 @@ type Session = (Arc<Client>, JoinHandle<()>);
 
 async fn listen(
     config: &tokio_postgres::Config,
+    tls: Option<&PgTls>,
     channel: &str,
     tx: broadcast::Sender<Msg>,
 ) -> Result<Session> {
-    let (client, mut conn) = config.connect(NoTls).await.map_err(db)?;
-    let driver = tokio::spawn(async move {
+    let (client, driver) = match tls {
+        None => {
+            let (client, conn) = config.connect(NoTls).await.map_err(db)?;
+            (client, tokio::spawn(drive(conn, tx)))
+        }
+        Some(tls) => {
+            let (client, conn) = config.connect(tls.clone()).await.map_err(db)?;
+            (client, tokio::spawn(drive(conn, tx)))
+        }
+    };
+    client.batch_execute(&format!("LISTEN {}", ident(channel))).await.map_err(db)?;
+    Ok((Arc::new(client), driver))
+}
+
+/// Hands the connection's notifications to the subscribers until it ends.
+async fn drive<S, T>(mut conn: Connection<S, T>, tx: broadcast::Sender<Msg>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    {
         while let Some(msg) = poll_fn(|cx| conn.poll_message(cx)).await {
             match msg {
                 Ok(AsyncMessage::Notification(n)) => {
@@ -115,13 +152,12 @@ async fn listen(
                 }
             }
         }
-    });
-    client.batch_execute(&format!("LISTEN {}", ident(channel))).await.map_err(db)?;
-    Ok((Arc::new(client), driver))
+    }
 }
 
 async fn keep_listening(
     config: tokio_postgres::Config,
+    tls: Option<PgTls>,
     channel: String,
     tx: broadcast::Sender<Msg>,
     mut session: Session,
@@ -133,7 +169,7 @@ async fn keep_listening(
         let mut backoff = Duration::from_millis(50);
         session = loop {
             tokio::time::sleep(backoff).await;
-            match listen(&config, &channel, tx.clone()).await {
+            match listen(&config, tls.as_ref(), &channel, tx.clone()).await {
                 Ok(s) => break s,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not listen for events; retrying");

@@ -55,7 +55,7 @@ impl From<Failure> for Error {
 pub(crate) async fn pooled<T>(
     pool: &crate::pool::RedisPool,
     timeout: Duration,
-    f: impl AsyncFnOnce(&mut redis::aio::MultiplexedConnection) -> redis::RedisResult<T>,
+    f: impl AsyncFnOnce(&mut crate::pool::Connection) -> redis::RedisResult<T>,
 ) -> Result<T, Failure> {
     let call = async {
         let mut conn = pool.get().await?;

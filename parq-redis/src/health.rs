@@ -173,6 +173,10 @@ impl RedisHealth {
                 probe.conn = Some(inner.pool.dedicated_connection().await?);
             }
             let conn = probe.conn.as_mut().expect("set above");
+            if conn.is_cluster() {
+                // Every master answers (the pipeline below reaches only the marker's).
+                redis::cmd("PING").query_async::<()>(&mut **conn).await?;
+            }
             let (_, marker): (String, Option<String>) =
                 redis::pipe().cmd("PING").cmd("GET").arg(inner.keys.epoch()).query_async(conn).await?;
             Ok::<_, redis::RedisError>(marker)
@@ -201,7 +205,12 @@ impl RedisHealth {
                 }
             }
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "redis health check failed");
+                // Said once per outage: a refused certificate or password shows in the logs.
+                if self.state() != Health::Down {
+                    tracing::warn!(error = %e, "redis health check failed");
+                } else {
+                    tracing::debug!(error = %e, "redis health check failed");
+                }
                 if let Some(conn) = probe.conn.as_mut() {
                     conn.suspect_pool();
                 }

@@ -16,5 +16,5 @@ pub use failover::FailoverLock;
 pub use health::{Health, HealthConfig, RebuildTicket, RedisHealth};
 pub use lock::{DEFAULT_TIMEOUT, RedisLock};
 pub use notifier::{NotifierConfig, RedisNotifier};
-pub use pool::{RedisConn, RedisManager, RedisPool};
+pub use pool::{Connection, RedisConn, RedisManager, RedisPool, TlsFiles};
 pub use ratelimit::{RATE_LIMIT_TIMEOUT, Rate, RedisRateLimiter};

@@ -45,10 +45,18 @@ impl Default for NotifierConfig {
 /// subscription reconnects with backoff, and once it is subscribed again it yields a second
 /// `Err`, so a subscriber that refills from the store then misses nothing published while the
 /// connection was away. Publishing goes through the caller's pool, one pipeline per call.
+///
+/// On Redis Cluster ([`on_nodes`](Self::on_nodes)) it keeps to plain pub/sub, not sharded
+/// pub/sub: a subscription to every lot is a pattern (`PSUBSCRIBE`), which sharded pub/sub
+/// does not have, and a plain `PUBLISH` reaches every node of the cluster, so a subscription
+/// needs one connection to any node. Publishing goes through the cluster connection (one
+/// pipeline per run of events of one lot, since a pipeline stays on one slot); a subscription
+/// connects to the first seed node that answers, and when that node goes away it moves to the
+/// next one (with the same two `Err` items as a reconnection).
 #[derive(Debug, Clone)]
 pub struct RedisNotifier {
     pool: RedisPool,
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     keys: Keys,
     config: NotifierConfig,
     health: Option<RedisHealth>,
@@ -58,7 +66,22 @@ impl RedisNotifier {
     /// A notifier publishing through `pool` and subscribing with connections of `client`
     /// (both to the same Redis), under the key prefix `prefix`.
     pub fn new(pool: RedisPool, client: redis::Client, prefix: &str, config: NotifierConfig) -> Result<Self> {
-        Ok(Self { pool, client, keys: Keys::new(prefix)?, config, health: None })
+        Self::on_nodes(pool, vec![client], prefix, config)
+    }
+
+    /// A notifier publishing through `pool` and subscribing with a connection to one of
+    /// `nodes`, tried in turn (the seed nodes of a Redis Cluster; see
+    /// [`RedisManager::node_clients`](crate::RedisManager::node_clients)).
+    pub fn on_nodes(
+        pool: RedisPool,
+        nodes: Vec<redis::Client>,
+        prefix: &str,
+        config: NotifierConfig,
+    ) -> Result<Self> {
+        if nodes.is_empty() {
+            return Err(Error::invalid("nodes", "a notifier needs at least one Redis node to subscribe on"));
+        }
+        Ok(Self { pool, clients: nodes, keys: Keys::new(prefix)?, config, health: None })
     }
 
     /// Publishes only while `health` does not say [`Health::Down`]; otherwise
@@ -76,7 +99,28 @@ enum Target {
     Pattern(String),
 }
 
-async fn connect(client: &redis::Client, target: &Target) -> redis::RedisResult<(PubSubSink, PubSubStream)> {
+/// Subscribes through the first of `clients` (from `start` on, in turn) that answers; says
+/// which one.
+async fn connect(
+    clients: &[redis::Client],
+    start: usize,
+    target: &Target,
+) -> redis::RedisResult<(PubSubSink, PubSubStream, usize)> {
+    let mut last = None;
+    for i in (0..clients.len()).map(|k| (start + k) % clients.len()) {
+        match connect_one(&clients[i], target).await {
+            Ok((sink, stream)) => return Ok((sink, stream, i)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "no redis node to subscribe on"))))
+}
+
+async fn connect_one(
+    client: &redis::Client,
+    target: &Target,
+) -> redis::RedisResult<(PubSubSink, PubSubStream)> {
     let (mut sink, stream) = client.get_async_pubsub().await?.split();
     match target {
         Target::Channel(c) => sink.subscribe(c).await?,
@@ -90,7 +134,9 @@ fn away(message: &str, source: Option<Failure>) -> Error {
 }
 
 struct Subscription {
-    client: redis::Client,
+    clients: Vec<redis::Client>,
+    /// The node subscribed on now.
+    node: usize,
     target: Target,
     config: NotifierConfig,
     tx: mpsc::Sender<Result<Event>>,
@@ -138,11 +184,14 @@ impl Subscription {
             drop((sink, stream));
             self.deliver(Err(away("the event subscription lost redis; events may be missed", broken)));
             let mut backoff = Duration::from_millis(50);
+            // The node that was lost is tried last.
+            let from = (self.node + 1) % self.clients.len();
             (sink, stream) = loop {
                 tokio::select! {
-                    r = tokio::time::timeout(self.config.timeout, connect(&self.client, &self.target)) => {
-                        if let Ok(Ok(pair)) = r {
-                            break pair;
+                    r = tokio::time::timeout(self.config.timeout, connect(&self.clients, from, &self.target)) => {
+                        if let Ok(Ok((sink, stream, node))) = r {
+                            self.node = node;
+                            break (sink, stream);
                         }
                     }
                     _ = self.tx.closed() => return,
@@ -173,13 +222,30 @@ impl Notifier for RedisNotifier {
         {
             return Err(Error::unavailable("redis is down; events are not published", None));
         }
-        let mut pipe = redis::pipe();
+        let mut messages = Vec::with_capacity(events.len());
         for e in events {
             let payload = serde_json::to_vec(e).map_err(|e| Error::backend("redis", e))?;
-            pipe.cmd("PUBLISH").arg(self.keys.events(e.lot)).arg(payload).ignore();
+            messages.push((self.keys.events(e.lot), payload));
         }
-        let sent =
-            pooled(&self.pool, self.config.timeout, async |conn| pipe.query_async::<()>(conn).await).await;
+        let sent = pooled(&self.pool, self.config.timeout, async |conn| {
+            if !conn.is_cluster() {
+                let mut pipe = redis::pipe();
+                for (channel, payload) in &messages {
+                    pipe.cmd("PUBLISH").arg(channel).arg(payload.as_slice()).ignore();
+                }
+                return pipe.query_async::<()>(conn).await;
+            }
+            // A cluster pipeline stays on one slot: one per run of one lot's events, in order.
+            for run in messages.chunk_by(|a, b| a.0 == b.0) {
+                let mut pipe = redis::pipe();
+                for (channel, payload) in run {
+                    pipe.cmd("PUBLISH").arg(channel).arg(payload.as_slice()).ignore();
+                }
+                pipe.query_async::<()>(conn).await?;
+            }
+            Ok(())
+        })
+        .await;
         if let (Err(_), Some(h)) = (&sent, &self.health) {
             h.report_unreachable();
         }
@@ -191,13 +257,20 @@ impl Notifier for RedisNotifier {
             Some(l) => Target::Channel(self.keys.events(l)),
             None => Target::Pattern(self.keys.events_pattern()),
         };
-        let (sink, stream) = tokio::time::timeout(self.config.timeout, connect(&self.client, &target))
-            .await
-            .map_err(|_| Error::from(Failure::Timeout(self.config.timeout)))?
-            .map_err(|e| Error::from(Failure::from(e)))?;
+        let (sink, stream, node) =
+            tokio::time::timeout(self.config.timeout, connect(&self.clients, 0, &target))
+                .await
+                .map_err(|_| Error::from(Failure::Timeout(self.config.timeout)))?
+                .map_err(|e| Error::from(Failure::from(e)))?;
         let (tx, rx) = mpsc::channel(self.config.buffer.max(1));
-        let sub =
-            Subscription { client: self.client.clone(), target, config: self.config, tx, lagged: false };
+        let sub = Subscription {
+            clients: self.clients.clone(),
+            node,
+            target,
+            config: self.config,
+            tx,
+            lagged: false,
+        };
         tokio::spawn(sub.run(sink, stream));
         Ok(Box::pin(futures_util::stream::unfold(
             rx,

@@ -6,13 +6,16 @@
 //! | key | default | what |
 //! | --- | --- | --- |
 //! | `bind` | `127.0.0.1:8080` | address to listen on |
-//! | `store_url` | a file in `data_dir` | reservation store: `sqlite://<path>` (or `sqlite:<path>`), `memory:` (throwaway; `parq serve --memory`) or `postgres://…`; when empty, `sqlite://<data_dir>/parq.db` |
+//! | `store_url` | a file in `data_dir` | reservation store: `sqlite://<path>` (or `sqlite:<path>`), `memory:` (throwaway; `parq serve --memory`) or `postgres://…` (TLS with libpq's `?sslmode=disable\|prefer\|require\|verify-ca\|verify-full` and `sslrootcert=/path/ca.pem`; `prefer` by default); when empty, `sqlite://<data_dir>/parq.db` |
 //! | `data_dir` | `$XDG_DATA_HOME/parq`, else `~/.local/share/parq`, else `./parq-data` | where the default store's `parq.db` is kept (`--data-dir`, `PARQ_DATA_DIR`); made when missing |
 //! | `store_schema` | `parq` | the PostgreSQL schema of the store, accounts and idempotency records |
 //! | `pg_pool_size` | `16` | connections per replica to PostgreSQL |
-//! | `lock_url` | `none` | admission lock: `none`, `memory:` or `redis://…` (with failover to the store) |
-//! | `notifier_url` | `memory:` | live events: `memory:`, `redis://…` or `postgres` (`LISTEN`/`NOTIFY` on the store's database) |
+//! | `pg_ca_file` | — | PEM CA certificate(s) checking the PostgreSQL server's certificate, for every `postgres://` URL without its own `sslrootcert`; with it `sslmode=require` checks as `verify-ca` |
+//! | `lock_url` | `none` | admission lock: `none`, `memory:`, `redis://…`, `rediss://…` (TLS) or `redis+cluster://host:port[,host:port…]` (Redis Cluster), with failover to the store |
+//! | `notifier_url` | `memory:` | live events: `memory:`, `redis://…`, `rediss://…`, `redis+cluster://…` or `postgres` (`LISTEN`/`NOTIFY` on the store's database) |
 //! | `redis_prefix` | `parq` | the prefix of every Redis key (replicas that share a lot share it) |
+//! | `redis_ca_file` | Mozilla's roots | PEM CA certificate(s) checking the certificate of a `rediss://` server |
+//! | `redis_cert_file`, `redis_key_file` | — | PEM client certificate and its key, for a Redis that requires them (`tls-auth-clients yes`); both or neither |
 //! | `accounts_url` | the store | accounts, sessions, API keys: `memory:` or `postgres://…`; by default where the store is (on SQLite: in the same file, with the HTTP idempotency records) |
 //! | `gateway` | `test` | payments: `test` (simulated) or `stripe`. The simulated gateway keeps its books where the store is: in the store's PostgreSQL schema (`test_gateway_*` tables, shared by every replica), in the SQLite file (kept across restarts), or in memory with `memory:` |
 //! | `allow_local_test_gateway` | `false` | with `gateway = "test"` on a durable store: keep the simulated gateway's books in this process's memory instead (lost on restart, wrong with several replicas); `/readyz` then names it `test-local` |
@@ -116,9 +119,13 @@ pub struct Config {
     pub data_dir: Option<String>,
     pub store_schema: String,
     pub pg_pool_size: u64,
+    pub pg_ca_file: Option<String>,
     pub lock_url: String,
     pub notifier_url: String,
     pub redis_prefix: String,
+    pub redis_ca_file: Option<String>,
+    pub redis_cert_file: Option<String>,
+    pub redis_key_file: Option<String>,
     pub accounts_url: String,
     pub gateway: String,
     pub allow_local_test_gateway: bool,
@@ -156,9 +163,13 @@ impl Default for Config {
             data_dir: None,
             store_schema: "parq".into(),
             pg_pool_size: 16,
+            pg_ca_file: None,
             lock_url: "none".into(),
             notifier_url: "memory:".into(),
             redis_prefix: "parq".into(),
+            redis_ca_file: None,
+            redis_cert_file: None,
+            redis_key_file: None,
             accounts_url: String::new(),
             gateway: "test".into(),
             allow_local_test_gateway: false,
@@ -204,9 +215,13 @@ const KEYS: &[(&str, Kind)] = &[
     ("data_dir", Kind::Str),
     ("store_schema", Kind::Str),
     ("pg_pool_size", Kind::Int),
+    ("pg_ca_file", Kind::Str),
     ("lock_url", Kind::Secret),
     ("notifier_url", Kind::Secret),
     ("redis_prefix", Kind::Str),
+    ("redis_ca_file", Kind::Str),
+    ("redis_cert_file", Kind::Str),
+    ("redis_key_file", Kind::Str),
     ("accounts_url", Kind::Secret),
     ("gateway", Kind::Str),
     ("allow_local_test_gateway", Kind::Bool),
@@ -423,6 +438,13 @@ impl Config {
                 return Err(bad(key, "must be an http(s) URL or a path on this server"));
             }
         }
+        let given = |f: &Option<String>| f.as_deref().is_some_and(|f| !f.trim().is_empty());
+        if given(&self.redis_cert_file) != given(&self.redis_key_file) {
+            return Err(bad(
+                "redis_cert_file",
+                "redis_cert_file and redis_key_file go together: give both or neither",
+            ));
+        }
         if let Err(message) = crate::clientaddr::TrustedProxies::parse(&self.trusted_proxies) {
             return Err(bad("trusted_proxies", &message));
         }
@@ -524,6 +546,7 @@ mod tests {
             ("[bind]\nx = 1", "bind"),
             ("webhook_secret_file = \"/etc/hostname\"", "no files are read here"),
             ("log_format = \"xml\"", "log_format"),
+            ("redis_cert_file = \"/etc/parq/client.pem\"", "redis_key_file"),
             ("trusted_proxies = \"10.0.0.0/8, proxy.internal\"", "proxy.internal"),
             ("trusted_proxies = \"10.0.0.0/40\"", "trusted_proxies"),
         ] {

@@ -6,11 +6,11 @@
 //! | key | accepted |
 //! | --- | --- |
 //! | `store_url` | empty (`<data_dir>/parq.db`), `sqlite://<path>` or `sqlite:<path>` (`SqliteStore`), `memory:`, `postgres://…` (`PgStore` in `store_schema`) |
-//! | `lock_url` | `none`, `memory:`, `redis://…` (`FailoverLock` over `RedisLock`, with `RedisHealth`) |
-//! | `notifier_url` | `memory:`, `redis://…` (`RedisNotifier`, merged with `PgNotifier` when the store is on PostgreSQL), `postgres` (`PgNotifier` on the store's database) |
+//! | `lock_url` | `none`, `memory:`, `redis://…`, `rediss://…`, `redis+cluster://…` (`FailoverLock` over `RedisLock`, with `RedisHealth`) |
+//! | `notifier_url` | `memory:`, `redis://…`, `rediss://…`, `redis+cluster://…` (`RedisNotifier`, merged with `PgNotifier` when the store is on PostgreSQL), `postgres` (`PgNotifier` on the store's database) |
 //! | `accounts_url` | empty (where the store is: `SqliteAccounts` in the store's file, `PgAccounts` in `store_schema`, or memory), `memory:`, `postgres://…` (`PgAccounts` in `store_schema`) |
 //! | `gateway` | `test` (the simulated gateway: `SharedTestGateway` with its books in the store's PostgreSQL schema or SQLite file; `TestGateway` in memory with `memory:` or `allow_local_test_gateway`), `stripe` (`StripeGateway`) |
-//! | `limits_url` | empty (`lock_url` when that is Redis, else per replica), `none`, `memory:` (per replica), `redis://…` (`RedisRateLimiter`) |
+//! | `limits_url` | empty (`lock_url` when that is Redis, else per replica), `none`, `memory:` (per replica), `redis://…`, `rediss://…`, `redis+cluster://…` (`RedisRateLimiter`) |
 //!
 //! URLs may hold passwords: errors name the key and the scheme, never the URL.
 
@@ -264,19 +264,38 @@ fn is_redis(url: &str) -> bool {
     url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+cluster://")
 }
 
+/// The TLS files of `rediss://` URLs (`redis_ca_file`, `redis_cert_file`, `redis_key_file`).
+pub fn redis_tls(config: &Config) -> parq_redis::TlsFiles {
+    let path = |f: &Option<String>| f.as_deref().map(str::trim).filter(|f| !f.is_empty()).map(PathBuf::from);
+    parq_redis::TlsFiles {
+        ca: path(&config.redis_ca_file),
+        cert: path(&config.redis_cert_file),
+        key: path(&config.redis_key_file),
+    }
+}
+
+/// The manager of a Redis URL's connections (`redis://`, `rediss://`, `redis+cluster://`).
+fn redis_manager(
+    key: &'static str,
+    url: &str,
+    config: &Config,
+) -> Result<parq_redis::RedisManager, ConfigError> {
+    parq_redis::RedisManager::open(url, &redis_tls(config)).map_err(|e| match e {
+        parq_core::Error::Invalid { field, message }
+            if field.starts_with("redis_") && field.ends_with("_file") =>
+        {
+            invalid(field, message)
+        }
+        parq_core::Error::Invalid { message, .. } => invalid(key, message),
+        other => invalid(key, other.to_string()),
+    })
+}
+
 /// A Redis pool that connects lazily, so the server starts (and routes around Redis) while
 /// Redis is down. A connection is tested (one PING) only after a failure of the pool, so a
 /// claim stays one round trip and a restarted Redis is usable again at once.
-fn redis_pool(key: &'static str, url: &str) -> Result<parq_redis::RedisPool, ConfigError> {
-    if url.starts_with("redis+cluster://") {
-        return Err(invalid(
-            key,
-            "Redis Cluster is not supported by this binary; give one node's redis:// URL",
-        ));
-    }
-    let manager = parq_redis::RedisManager::new(url)
-        .map_err(|e| invalid(key, format!("is not a usable Redis URL: {:?}", e.kind())))?;
-    Ok(parq_redis::pool::builder(32, Duration::from_secs(2)).build_unchecked(manager))
+fn redis_pool(manager: parq_redis::RedisManager) -> parq_redis::RedisPool {
+    parq_redis::pool::builder(32, Duration::from_secs(2)).build_unchecked(manager)
 }
 
 /// The Redis the rate limits share, when there is one: `limits_url`, by default `lock_url`
@@ -293,9 +312,9 @@ pub fn limits(config: &Config) -> Result<Option<parq_redis::RedisRateLimiter>, C
         return Ok(None);
     }
     if !is_redis(u) {
-        return Err(unknown("limits_url", u, "none, redis://…"));
+        return Err(unknown("limits_url", u, "none, redis://…, rediss://…, redis+cluster://…"));
     }
-    let pool = redis_pool("limits_url", u)?;
+    let pool = redis_pool(redis_manager("limits_url", u, config)?);
     parq_redis::RedisRateLimiter::new(pool, &config.redis_prefix)
         .map(Some)
         .map_err(|e| invalid("redis_prefix", e.to_string()))
@@ -358,8 +377,8 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
     } else if u.starts_with("memory:") {
         (Arc::new(MemoryStore::new()), "memory")
     } else if is_postgres(u) {
-        let pg_config = postgres::parse_url("store_url", u)?;
-        let pool = postgres::pool(pg_config, config.pg_pool_size)?;
+        let target = postgres::parse_url("store_url", u, config.pg_ca_file.as_deref())?;
+        let pool = postgres::pool(target, config.pg_pool_size)?;
         postgres = Some(Postgres { pool: pool.clone(), schema: config.store_schema.clone() });
         (Arc::new(PgStore::new(pool, config.store_schema.clone())), "postgres")
     } else if is_redis(u) {
@@ -379,24 +398,28 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
     } else if u.starts_with("memory:") {
         (Some(Arc::new(MemoryLock::new(Arc::new(parq_core::SystemClock)))), "memory")
     } else if is_redis(u) {
-        let pool = redis_pool("lock_url", u)?;
+        let pool = redis_pool(redis_manager("lock_url", u, config)?);
         let prefix = &config.redis_prefix;
         let health = RedisHealth::new(pool.clone(), prefix, HealthConfig::default())?;
         let lock = Arc::new(FailoverLock::new(RedisLock::new(pool, prefix)?, health.clone()));
         redis = Some(Redis { health, lock: lock.clone() });
         (Some(lock as Arc<DynAdmissionLock>), "redis")
     } else {
-        return Err(unknown("lock_url", u, "none, memory:, redis://…").into());
+        return Err(unknown("lock_url", u, "none, memory:, redis://…, rediss://…, redis+cluster://…").into());
     };
 
     let u = config.notifier_url.trim();
     let (notifier, notifier_name): (Arc<DynNotifier>, _) = if u.starts_with("memory:") {
         (Arc::new(BroadcastNotifier::default()), "memory")
     } else if is_redis(u) {
-        let pool = redis_pool("notifier_url", u)?;
-        let client = parq_redis::redis::Client::open(u)
-            .map_err(|e| invalid("notifier_url", format!("is not a usable Redis URL: {:?}", e.kind())))?;
-        let mut n = RedisNotifier::new(pool, client, &config.redis_prefix, NotifierConfig::default())?;
+        let manager = redis_manager("notifier_url", u, config)?;
+        let nodes = manager.node_clients().to_vec();
+        let mut n = RedisNotifier::on_nodes(
+            redis_pool(manager),
+            nodes,
+            &config.redis_prefix,
+            NotifierConfig::default(),
+        )?;
         if let Some(r) = redis.as_ref().filter(|_| u == config.lock_url.trim()) {
             n = n.with_health(r.health.clone());
         }
@@ -404,9 +427,10 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
             // Events also flow from the store's outbox (LISTEN/NOTIFY), so live updates reach
             // every replica while Redis is away; subscribers drop what they hear twice.
             Some(pg) => {
-                let pg_config = postgres::parse_url("store_url", config.store_url.trim())?;
+                let target =
+                    postgres::parse_url("store_url", config.store_url.trim(), config.pg_ca_file.as_deref())?;
                 let channel = PgStore::new(pg.pool.clone(), pg.schema.clone()).channel().to_owned();
-                let outbox: Arc<DynNotifier> = Arc::new(OutboxListener::new(pg_config, channel));
+                let outbox: Arc<DynNotifier> = Arc::new(OutboxListener::new(target, channel));
                 (Arc::new(parq_core::MergedNotifier::new(vec![Arc::new(n), outbox])), "redis+postgres")
             }
             None => (Arc::new(n), "redis"),
@@ -420,11 +444,16 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
             .into());
         };
         let url = if u == "postgres" { config.store_url.trim() } else { u };
-        let pg_config = postgres::parse_url("notifier_url", url)?;
+        let target = postgres::parse_url("notifier_url", url, config.pg_ca_file.as_deref())?;
         let channel = PgStore::new(pg.pool.clone(), pg.schema.clone()).channel().to_owned();
-        (Arc::new(PgNotifier::connect(pg_config, channel).await?), "postgres")
+        (Arc::new(PgNotifier::connect_tls(target.config, target.tls, channel).await?), "postgres")
     } else {
-        return Err(unknown("notifier_url", u, "memory:, redis://…, postgres").into());
+        return Err(unknown(
+            "notifier_url",
+            u,
+            "memory:, redis://…, rediss://…, redis+cluster://…, postgres",
+        )
+        .into());
     };
 
     let u = config.accounts_url.trim();
@@ -445,7 +474,8 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
                 (Arc::new(PgAccounts::new(pg.pool.clone(), &pg.schema)), "postgres")
             }
             _ => {
-                let pool = postgres::pool(postgres::parse_url("accounts_url", u)?, config.pg_pool_size)?;
+                let target = postgres::parse_url("accounts_url", u, config.pg_ca_file.as_deref())?;
+                let pool = postgres::pool(target, config.pg_pool_size)?;
                 (Arc::new(PgAccounts::new(pool, &config.store_schema)), "postgres")
             }
         }
@@ -538,7 +568,7 @@ pub async fn migrate(config: &Config, mut progress: impl FnMut(String)) -> Resul
         return Ok(());
     };
     progress(format!("PostgreSQL schema {}: applying the store's migrations", pg.schema));
-    let mut client = pg.pool.get().await.map_err(parq_postgres::db_error)?;
+    let mut client = pg.pool.get().await.map_err(|e| postgres::unreachable(parq_postgres::db_error(e)))?;
     // What `PgStore::migrate` runs, here with the count of what it did.
     let applied = migrate::run(&mut client, &pg.schema, &migrate::STORE).await?;
     let all = migrate::count(&client, &pg.schema, &migrate::STORE).await?;
@@ -637,14 +667,14 @@ async fn rebuild_worker(r: Redis, store: Arc<DynReservationStore>, mut stop: wat
 /// is a no-op: `PgStore` announces its events in the transaction that writes them.
 #[derive(Debug)]
 struct OutboxListener {
-    config: parq_postgres::tokio_postgres::Config,
+    target: postgres::PgTarget,
     channel: String,
     listener: tokio::sync::OnceCell<PgNotifier>,
 }
 
 impl OutboxListener {
-    fn new(config: parq_postgres::tokio_postgres::Config, channel: String) -> Self {
-        Self { config, channel, listener: tokio::sync::OnceCell::new() }
+    fn new(target: postgres::PgTarget, channel: String) -> Self {
+        Self { target, channel, listener: tokio::sync::OnceCell::new() }
     }
 }
 
@@ -657,7 +687,13 @@ impl parq_core::Notifier for OutboxListener {
     async fn subscribe(&self, lot: Option<parq_core::LotId>) -> parq_core::Result<parq_core::EventStream> {
         let listener = self
             .listener
-            .get_or_try_init(|| PgNotifier::connect(self.config.clone(), self.channel.clone()))
+            .get_or_try_init(|| {
+                PgNotifier::connect_tls(
+                    self.target.config.clone(),
+                    self.target.tls.clone(),
+                    self.channel.clone(),
+                )
+            })
             .await?;
         listener.subscribe(lot).await
     }
@@ -689,6 +725,33 @@ mod tests {
         assert!(with(|c| c.gateway = "stripe".into()).contains("stripe_secret_key"));
         assert!(with(|c| c.stripe_secret_key = Some("sk_test_x".into())).contains("stripe_secret_key"));
         assert!(with(|c| c.store_url = "mysql://x".into()).contains("not a known backend"));
+    }
+
+    #[test]
+    fn tls_and_cluster_urls_are_read_and_their_mistakes_named() {
+        // Built without connecting (nothing listens on port 1).
+        let ok = with(|c| {
+            c.lock_url = "redis+cluster://127.0.0.1:1,127.0.0.1:2".into();
+            c.notifier_url = "redis+cluster://127.0.0.1:1".into();
+        });
+        assert_eq!(ok, "ok");
+        assert_eq!(with(|c| c.lock_url = "rediss://127.0.0.1:1".into()), "ok");
+        let e = with(|c| c.lock_url = "redis+cluster://".into());
+        assert!(e.contains("lock_url") && e.contains("at least one node"), "{e}");
+        let e = with(|c| {
+            c.lock_url = "rediss://127.0.0.1:1".into();
+            c.redis_ca_file = Some("/nonexistent/ca.pem".into());
+        });
+        assert!(e.contains("redis_ca_file") && e.contains("/nonexistent/ca.pem"), "{e}");
+        let e = with(|c| c.store_url = "postgres://parq:secret@127.0.0.1:1/parq?sslmode=verify-full".into());
+        assert!(e.contains("store_url") && e.contains("pg_ca_file") && !e.contains("secret"), "{e}");
+        let e = with(|c| c.store_url = "postgres://127.0.0.1:1/parq?sslmode=maybe".into());
+        assert!(e.contains("sslmode"), "{e}");
+        let e = with(|c| {
+            c.store_url = "postgres://127.0.0.1:1/parq?sslmode=verify-ca".into();
+            c.pg_ca_file = Some("/nonexistent/pg-ca.pem".into());
+        });
+        assert!(e.contains("/nonexistent/pg-ca.pem"), "{e}");
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //! and reading driver errors is `parq-postgres`'s toolkit.
 
 use parq_core::Result;
+use parq_postgres::PgTls;
 use parq_postgres::db_error;
 use parq_postgres::deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use parq_postgres::migrate::{Migration, Migrations};
-use parq_postgres::tokio_postgres::{self, NoTls};
+use parq_postgres::tokio_postgres;
 
 use crate::config::ConfigError;
 
@@ -31,16 +32,32 @@ pub const MIGRATIONS: Migrations<'static> = Migrations {
     ],
 };
 
-/// Parses a `postgres://` URL without ever repeating it (it may hold a password).
-pub fn parse_url(key: &'static str, url: &str) -> Result<tokio_postgres::Config, ConfigError> {
-    let mut config = url.parse::<tokio_postgres::Config>().map_err(|e| ConfigError::Invalid {
-        key: key.into(),
-        message: format!("is not a usable PostgreSQL URL: {e}"),
+/// A PostgreSQL server to connect to: the driver's settings and the TLS connector its
+/// `sslmode` asks for.
+#[derive(Debug, Clone)]
+pub struct PgTarget {
+    /// Host, database, user, timeouts.
+    pub config: tokio_postgres::Config,
+    /// Encryption and the server's certificate check (`sslmode`, `sslrootcert`, `pg_ca_file`).
+    pub tls: PgTls,
+}
+
+/// Parses a `postgres://` URL, with libpq's `sslmode` and `sslrootcert`, without ever repeating
+/// it (it may hold a password). `ca_file` (the `pg_ca_file` setting) is the CA for a URL that
+/// names none.
+pub fn parse_url(key: &'static str, url: &str, ca_file: Option<&str>) -> Result<PgTarget, ConfigError> {
+    let ca_file = ca_file.map(str::trim).filter(|f| !f.is_empty()).map(std::path::Path::new);
+    let (mut config, tls) = parq_postgres::tls::parse_url(url, ca_file).map_err(|e| {
+        let hint = match e {
+            parq_postgres::tls::TlsError::NoRootCert(_) => " (or set pg_ca_file)",
+            _ => "",
+        };
+        ConfigError::Invalid { key: key.into(), message: format!("{e}{hint}") }
     })?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(5));
     }
-    Ok(config)
+    Ok(PgTarget { config, tls })
 }
 
 /// How long a request waits for a free connection, or for a new one, before it is answered
@@ -48,9 +65,12 @@ pub fn parse_url(key: &'static str, url: &str) -> Result<tokio_postgres::Config,
 const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A pool of `size` connections. Connections are made when first needed.
-pub fn pool(config: tokio_postgres::Config, size: u64) -> Result<Pool, ConfigError> {
-    let manager =
-        Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+pub fn pool(target: PgTarget, size: u64) -> Result<Pool, ConfigError> {
+    let manager = Manager::from_config(
+        target.config,
+        target.tls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
     Pool::builder(manager)
         .max_size(usize::try_from(size).unwrap_or(usize::MAX))
         .runtime(parq_postgres::deadpool_postgres::Runtime::Tokio1)
@@ -67,17 +87,39 @@ pub fn pool(config: tokio_postgres::Config, size: u64) -> Result<Pool, ConfigErr
 /// binary knows (replicas never run on a schema that `parq migrate` has not brought up to date).
 /// `Ok(Some(why))` when the schema is behind.
 pub async fn check_schema(pool: &Pool, schema: &str) -> Result<Option<String>> {
-    let c = pool.get().await.map_err(|e| match db_error(e) {
-        parq_core::Error::Unavailable { message, retryable, source } => parq_core::Error::Unavailable {
-            message: format!("postgres is unreachable ({message})"),
-            retryable,
-            source,
-        },
-        other => other,
-    })?;
+    let c = pool.get().await.map_err(|e| unreachable(db_error(e)))?;
     let have = parq_postgres::migrate::version(&c, schema, &MIGRATIONS).await?;
     let latest = MIGRATIONS.latest();
     Ok((have < latest).then(|| {
         format!("schema {schema} is at version {have} of the server's migrations, not {latest}: run `parq migrate` first")
     }))
+}
+
+/// A failed connection said with its causes (a refused certificate, a refused password), so
+/// that a replica that cannot start says why: "postgres is unreachable (could not connect to
+/// PostgreSQL: error performing TLS handshake: invalid peer certificate: UnknownIssuer)".
+pub fn unreachable(e: parq_core::Error) -> parq_core::Error {
+    match e {
+        parq_core::Error::Unavailable { message, retryable, source } => {
+            let mut why = message;
+            let mut next: Option<&(dyn std::error::Error + 'static)> = source.as_deref().map(|s| s as _);
+            while let Some(cause) = next {
+                // The wrappers' own words ("could not get a PostgreSQL connection from the
+                // pool") add nothing; the driver's innermost ones say what happened.
+                if cause.source().is_none() || !cause.to_string().contains("PostgreSQL") {
+                    let text = cause.to_string();
+                    if !why.contains(&text) {
+                        why = format!("{why}: {text}");
+                    }
+                }
+                next = cause.source();
+            }
+            parq_core::Error::Unavailable {
+                message: format!("postgres is unreachable ({why})"),
+                retryable,
+                source,
+            }
+        }
+        other => other,
+    }
 }
