@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::accounts::Role;
 use crate::problem::{Problem, ProblemCode};
-use crate::state::Principal;
+use crate::state::{Admin, Principal};
 
 /// A JSON body.
 #[derive(Debug, Clone, Copy, Default)]
@@ -149,5 +149,23 @@ impl<S: Send + Sync> FromRequestParts<S> for GateCaller {
             (Role::Gate | Role::Operator, Some(op)) => Ok(GateCaller(op)),
             _ => Err(Problem::forbidden("this needs a gate API key")),
         }
+    }
+}
+
+/// The platform's admin, who presented `admin_key`.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminCaller;
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminCaller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        if parts.extensions.get::<Admin>().is_some() {
+            return Ok(AdminCaller);
+        }
+        if parts.extensions.get::<Principal>().is_some() {
+            return Err(Problem::forbidden("this needs the platform's admin key (admin_key), not an account or API key"));
+        }
+        Err(Problem::unauthorized("send the admin key as Authorization: Bearer <admin_key>"))
     }
 }

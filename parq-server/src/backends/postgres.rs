@@ -23,6 +23,7 @@ pub const MIGRATIONS: Migrations<'static> = Migrations {
             name: "http_idempotency",
             sql: include_str!("../../migrations/0002_http_idempotency.sql"),
         },
+        Migration { version: 4, name: "keys", sql: include_str!("../../migrations/0004_keys.sql") },
     ],
 };
 
