@@ -107,9 +107,9 @@ async fn driver(http: &reqwest::Client, url: &str, email: &str) -> String {
     body["token"].as_str().unwrap().to_owned()
 }
 
-/// Holds a spot of `lot` on `url` for two hours from now, checks out, pays with the simulated
-/// gateway, and returns the pass (JSON).
-async fn book(http: &reqwest::Client, url: &str, token: &str, lot: &str) -> Value {
+/// Holds a spot of `lot` on `url` for two hours from now, checks out, and pays with the
+/// simulated gateway: the reservation's id.
+async fn book(http: &reqwest::Client, url: &str, token: &str, lot: &str) -> String {
     let (start, end) = common::window(0, 2);
     let (status, held) = post(
         http,
@@ -128,6 +128,11 @@ async fn book(http: &reqwest::Client, url: &str, token: &str, lot: &str) -> Valu
     assert_eq!(status, StatusCode::OK, "{paid}");
     let (status, r) = get(http, format!("{url}/api/v1/reservations/{id}"), Some(token)).await;
     assert_eq!((status, r["state"].as_str()), (StatusCode::OK, Some("confirmed")), "{r}");
+    id
+}
+
+/// The pass of reservation `id`, as `url` issues it now (JSON).
+async fn pass_of(http: &reqwest::Client, url: &str, token: &str, id: &str) -> Value {
     let (status, pass) = get(http, format!("{url}/api/v1/reservations/{id}/pass"), Some(token)).await;
     assert_eq!(status, StatusCode::OK, "{pass}");
     pass
@@ -223,9 +228,13 @@ async fn replicas_with_one_keyring_accept_each_others_passes_through_a_rotation_
     let (_operator, _key, gate, lot) = operator_with_a_lot(&http, &env, &a.url, "Larnaca Parking").await;
     let token = driver(&http, &a.url, "andreas@example.cy").await;
 
+    // Two paid reservations. (Booked before the restarts below: the simulated gateway of
+    // each process numbers its payments from 1 again after a restart.)
+    let (r1, r2) = (book(&http, &a.url, &token, &lot).await, book(&http, &a.url, &token, &lot).await);
+
     // A pass issued by replica A, signed by key 1, opens a gate served by replica B, and an
     // offline gate given B's published keys.
-    let first = book(&http, &a.url, &token, &lot).await;
+    let first = pass_of(&http, &a.url, &token, &r1).await;
     assert_eq!(first["key_id"], 1, "{first}");
     let (ids_a, keys_a) = published(&http, &a.url).await;
     let (ids_b, keys_b) = published(&http, &bb.url).await;
@@ -248,8 +257,8 @@ async fn replicas_with_one_keyring_accept_each_others_passes_through_a_rotation_
     // The old pass still verifies, online (its vehicle leaves through B) and offline.
     assert_eq!(offline(keys_b.clone(), &first), Decision::Allow);
     assert_eq!(scan(&http, &bb.url, &gate, &first, "exit").await, json!({ "decision": "allow" }));
-    // A new pass is signed by key 2, and opens B's gate and an offline one.
-    let second = book(&http, &a.url, &token, &lot).await;
+    // A pass issued now is signed by key 2, and opens B's gate and an offline one.
+    let second = pass_of(&http, &a.url, &token, &r2).await;
     assert_eq!(second["key_id"], 2, "{second}");
     assert_eq!(offline(keys_b.clone(), &second), Decision::Allow);
     assert_eq!(scan(&http, &bb.url, &gate, &second, "entry").await, json!({ "decision": "allow" }));
@@ -304,7 +313,8 @@ async fn a_new_operator_on_a_fresh_postgres_deployment_from_the_cli_and_the_api(
     assert_eq!(lots["lots"].as_array().unwrap().len(), 1, "{lots}");
     // A driver registers, books and pays; the gate key opens the gate.
     let token = driver(&http, &url, "maria@example.cy").await;
-    let pass = book(&http, &url, &token, &lot).await;
+    let booked = book(&http, &url, &token, &lot).await;
+    let pass = pass_of(&http, &url, &token, &booked).await;
     assert_eq!(scan(&http, &url, &gate, &pass, "entry").await, json!({ "decision": "allow" }));
 
     // `parq key list` shows both keys, never the keys themselves.
