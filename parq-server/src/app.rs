@@ -25,8 +25,8 @@ use crate::http::MAX_BODY;
 use crate::idempotency::{self, Records};
 use crate::live::{self, Hub};
 use crate::metrics::Metrics;
-use crate::passkeys::Keyring;
 use crate::middleware;
+use crate::passkeys::Keyring;
 use crate::problem::{Problem, ProblemCode};
 use crate::ratelimit::Limiter;
 use crate::routes;
@@ -168,10 +168,8 @@ async fn pass_keyring(configured: Option<Keyring>, b: &backends::Backends) -> Re
         .into());
     }
     if let Some(lite) = &b.sqlite {
-        let document = lite
-            .db
-            .pass_keyring(|| Keyring::generate().map(|k| k.to_document()).unwrap_or_default())
-            .await?;
+        let document =
+            lite.db.pass_keyring(|| Keyring::generate().map(|k| k.to_document()).unwrap_or_default()).await?;
         return Keyring::parse(&document).map_err(|e| {
             ConfigError::Invalid {
                 key: "pass_keys".into(),

@@ -395,7 +395,10 @@ fn write_secret(file: &std::path::Path, text: &str, new: bool) -> Result<(), Str
     if new {
         let mut f = open(file).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => {
-                format!("{} exists: give a new file (`parq keys rotate` adds a key to a keyring)", file.display())
+                format!(
+                    "{} exists: give a new file (`parq keys rotate` adds a key to a keyring)",
+                    file.display()
+                )
             }
             _ => format!("cannot create {}: {e}", file.display()),
         })?;
@@ -404,7 +407,8 @@ fn write_secret(file: &std::path::Path, text: &str, new: bool) -> Result<(), Str
             .and_then(|()| f.sync_all())
             .map_err(|e| format!("cannot write {}: {e}", file.display()));
     }
-    let perms = std::fs::metadata(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?.permissions();
+    let perms =
+        std::fs::metadata(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?.permissions();
     let mut tmp = file.as_os_str().to_owned();
     tmp.push(format!(".new-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
@@ -455,8 +459,9 @@ async fn run_admin(config: &Config, command: Admin) -> Result<(), (u8, String)> 
     })?;
     match command {
         Admin::Operator(OperatorCommand::Create { name, max_holds_per_user, json }) => {
-            let made =
-                crate::operators::create(&*s.store, &s.accounts, &name, max_holds_per_user).await.map_err(failed)?;
+            let made = crate::operators::create(&*s.store, &s.accounts, &name, max_holds_per_user)
+                .await
+                .map_err(failed)?;
             if json {
                 println!(
                     "{}",
@@ -478,8 +483,9 @@ async fn run_admin(config: &Config, command: Admin) -> Result<(), (u8, String)> 
             let role = if role == "gate" { Role::Gate } else { Role::Operator };
             let name = name.unwrap_or_else(|| role.as_str().to_owned());
             let operator = parq_core::OperatorId::from_uuid(operator);
-            let (record, key) =
-                crate::operators::create_key(&*s.store, &s.accounts, operator, role, &name).await.map_err(failed)?;
+            let (record, key) = crate::operators::create_key(&*s.store, &s.accounts, operator, role, &name)
+                .await
+                .map_err(failed)?;
             if json {
                 println!(
                     "{}",
@@ -489,7 +495,13 @@ async fn run_admin(config: &Config, command: Admin) -> Result<(), (u8, String)> 
                     })
                 );
             } else {
-                println!("{} API key {} ({}) for operator {}", role.as_str(), record.id, record.name, operator);
+                println!(
+                    "{} API key {} ({}) for operator {}",
+                    role.as_str(),
+                    record.id,
+                    record.name,
+                    operator
+                );
                 println!("key (shown this once; keep it secret): {key}");
             }
         }
@@ -511,7 +523,8 @@ async fn run_admin(config: &Config, command: Admin) -> Result<(), (u8, String)> 
             } else {
                 println!("{:<36}  {:<8}  {:<20}  {:<20}  NAME", "ID", "ROLE", "CREATED", "REVOKED");
                 for k in keys {
-                    let revoked = k.revoked_at.map_or_else(|| "-".to_owned(), |t| t.strftime("%FT%TZ").to_string());
+                    let revoked =
+                        k.revoked_at.map_or_else(|| "-".to_owned(), |t| t.strftime("%FT%TZ").to_string());
                     println!(
                         "{:<36}  {:<8}  {:<20}  {revoked:<20}  {}",
                         k.id,

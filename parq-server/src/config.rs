@@ -456,11 +456,13 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] naming `pass_keys` or `pass_signing_key`.
     pub fn pass_keyring(&self) -> Result<Option<crate::passkeys::Keyring>, ConfigError> {
-        let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let given =
+            |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
         match (given(&self.pass_keys), given(&self.pass_signing_key)) {
             (Some(_), Some(_)) => Err(ConfigError::Invalid {
                 key: "pass_signing_key".into(),
-                message: "and pass_keys are both set: keep pass_keys (a keyring) and remove pass_signing_key".into(),
+                message: "and pass_keys are both set: keep pass_keys (a keyring) and remove pass_signing_key"
+                    .into(),
             }),
             (Some(doc), None) => crate::passkeys::Keyring::parse(&doc)
                 .map(Some)
@@ -624,7 +626,10 @@ mod tests {
         std::fs::write(&file, format!("[[keys]]\nid = 4\nseed = \"{seed}\"\n")).unwrap();
         let c = Config::load(
             None,
-            env(&[("PARQ_PASS_KEYS_FILE", file.to_str().unwrap()), ("PARQ_ADMIN_KEY", "an-admin-key-0123456789")]),
+            env(&[
+                ("PARQ_PASS_KEYS_FILE", file.to_str().unwrap()),
+                ("PARQ_ADMIN_KEY", "an-admin-key-0123456789"),
+            ]),
             &[],
         )
         .unwrap();

@@ -164,7 +164,9 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminCaller {
             return Ok(AdminCaller);
         }
         if parts.extensions.get::<Principal>().is_some() {
-            return Err(Problem::forbidden("this needs the platform's admin key (admin_key), not an account or API key"));
+            return Err(Problem::forbidden(
+                "this needs the platform's admin key (admin_key), not an account or API key",
+            ));
         }
         Err(Problem::unauthorized("send the admin key as Authorization: Bearer <admin_key>"))
     }

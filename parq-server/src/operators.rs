@@ -43,7 +43,8 @@ pub async fn create(
     }
     let operator = Operator { id: OperatorId::new(), name, max_holds_per_user };
     store.put_operator(&operator).await?;
-    let (record, key) = ApiKeyRecord::issue(&format!("{} (first key)", operator.name), Role::Operator, operator.id);
+    let (record, key) =
+        ApiKeyRecord::issue(&format!("{} (first key)", operator.name), Role::Operator, operator.id);
     accounts.put_api_key(&record).await?;
     Ok(Created { operator, record, key })
 }

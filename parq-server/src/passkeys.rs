@@ -51,7 +51,10 @@ impl KeyEntry {
 
 impl fmt::Debug for KeyEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyEntry").field("id", &self.id).field("retired", &self.retired).finish_non_exhaustive()
+        f.debug_struct("KeyEntry")
+            .field("id", &self.id)
+            .field("retired", &self.retired)
+            .finish_non_exhaustive()
     }
 }
 
@@ -328,7 +331,10 @@ mod tests {
         let cases = [
             (format!("[[keys]]\nid = 1\nseed = \"{}\"\n", &A[..60]), "64 hex digits"),
             (format!("[[keys]]\nid = 1\nseed = \"{}zz\"\n", &A[..62]), "64 hex digits"),
-            (format!("[[keys]]\nid = 1\nseed = \"{A}\"\n[[keys]]\nid = 1\nseed = \"{B}\"\n"), "appears twice"),
+            (
+                format!("[[keys]]\nid = 1\nseed = \"{A}\"\n[[keys]]\nid = 1\nseed = \"{B}\"\n"),
+                "appears twice",
+            ),
             (format!("[[keys]]\nid = 1\nseed = \"{A}\"\nretired = true\n"), "no active key"),
             ("keys = []".to_owned(), "no active key"),
             (String::new(), "has no keys"),

@@ -161,7 +161,8 @@ async fn published(http: &reqwest::Client, url: &str) -> (Vec<u64>, PublicKeys) 
 /// has seen nothing else).
 fn offline(keys: PublicKeys, pass: &Value) -> Decision {
     let lot = pass["lot_id"].as_str().unwrap().parse().unwrap();
-    let policy = GatePolicy { grace: jiff::SignedDuration::from_mins(15), reentry: ReentryPolicy::NotAllowed };
+    let policy =
+        GatePolicy { grace: jiff::SignedDuration::from_mins(15), reentry: ReentryPolicy::NotAllowed };
     GateVerifier::new(keys, policy).scan(pass["text"].as_str().unwrap(), &Scan::entry(lot, Timestamp::now()))
 }
 
@@ -332,15 +333,17 @@ async fn a_new_operator_on_a_fresh_postgres_deployment_from_the_cli_and_the_api(
     assert!(said.contains("revoked"), "{said}");
     let body = json!({ "pass": pass["text"], "lot_id": lot, "direction": "exit", "gate": "north-1" });
     let (status, problem) = post(&http, format!("{url}/api/v1/gates/scan"), Some(&gate), body.clone()).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{problem}");
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+        "{problem}"
+    );
     let again = parq_ok(&["key", "revoke", &gate_id], &env);
     assert!(again.contains("revoked already"), "{again}");
     let (code, _, err) = parq(&["key", "revoke", &uuid::Uuid::now_v7().to_string()], &env);
     assert!(code != 0 && err.contains("no API key"), "{err}");
-    let (code, _, err) = parq(
-        &["key", "create", "--operator", &uuid::Uuid::now_v7().to_string(), "--role", "gate"],
-        &env,
-    );
+    let (code, _, err) =
+        parq(&["key", "create", "--operator", &uuid::Uuid::now_v7().to_string(), "--role", "gate"], &env);
     assert!(code != 0 && err.contains("not found"), "an unknown operator: {err}");
 
     // The API: the operator lists its keys, makes a gate key, and revokes it.
@@ -358,11 +361,17 @@ async fn a_new_operator_on_a_fresh_postgres_deployment_from_the_cli_and_the_api(
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
-    let (south, south_id) = (made["key"].as_str().unwrap().to_owned(), made["id"].as_str().unwrap().to_owned());
+    let (south, south_id) =
+        (made["key"].as_str().unwrap().to_owned(), made["id"].as_str().unwrap().to_owned());
     assert_eq!(scan(&http, &url, &south, &pass, "exit").await, json!({ "decision": "allow" }));
-    let (status, revoked) =
-        call(&http, reqwest::Method::DELETE, format!("{url}/api/v1/operator/keys/{south_id}"), Some(&op_key), None)
-            .await;
+    let (status, revoked) = call(
+        &http,
+        reqwest::Method::DELETE,
+        format!("{url}/api/v1/operator/keys/{south_id}"),
+        Some(&op_key),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{revoked}");
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
     let (status, _) = post(&http, format!("{url}/api/v1/gates/scan"), Some(&south), body.clone()).await;
@@ -372,11 +381,15 @@ async fn a_new_operator_on_a_fresh_postgres_deployment_from_the_cli_and_the_api(
     let new_op = json!({ "name": "Ayia Napa Parking", "max_holds_per_user": 2 });
     let (status, p) = post(&http, format!("{url}/api/v1/admin/operators"), None, new_op.clone()).await;
     assert_eq!((status, p["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{p}");
-    let (status, p) = post(&http, format!("{url}/api/v1/admin/operators"), Some(&op_key), new_op.clone()).await;
+    let (status, p) =
+        post(&http, format!("{url}/api/v1/admin/operators"), Some(&op_key), new_op.clone()).await;
     assert_eq!((status, p["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{p}");
     let (status, other) = post(&http, format!("{url}/api/v1/admin/operators"), Some(ADMIN), new_op).await;
     assert_eq!(status, StatusCode::CREATED, "{other}");
-    assert_eq!((other["name"].as_str(), other["max_holds_per_user"].as_u64()), (Some("Ayia Napa Parking"), Some(2)));
+    assert_eq!(
+        (other["name"].as_str(), other["max_holds_per_user"].as_u64()),
+        (Some("Ayia Napa Parking"), Some(2))
+    );
     let other_key = other["key"]["key"].as_str().unwrap().to_owned();
     assert_eq!(other["key"]["role"], "operator");
     let (status, lots) = get(&http, format!("{url}/api/v1/operator/lots"), Some(&other_key)).await;
@@ -390,8 +403,13 @@ async fn a_new_operator_on_a_fresh_postgres_deployment_from_the_cli_and_the_api(
         None,
     )
     .await;
-    assert_eq!((status, p["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "another's key: {p}");
-    let (status, p) = post(&http, format!("{url}/api/v1/admin/operators"), Some(ADMIN), json!({ "name": " " })).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found")),
+        "another's key: {p}"
+    );
+    let (status, p) =
+        post(&http, format!("{url}/api/v1/admin/operators"), Some(ADMIN), json!({ "name": " " })).await;
     assert_eq!((status, p["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")), "{p}");
     // An operator's last working operator key is kept.
     let other_key_id = other["key"]["id"].as_str().unwrap();
@@ -423,7 +441,8 @@ async fn postgres_without_a_keyring_and_bad_keyrings_are_refused_at_start() {
     parq_ok(&["keys", "generate", "--out", keys.to_str().unwrap()], &[]);
     let env = pg_env(&b, &keys);
     production::migrate(&env);
-    let without: Vec<(String, String)> = env.iter().filter(|(k, _)| k != "PARQ_PASS_KEYS_FILE").cloned().collect();
+    let without: Vec<(String, String)> =
+        env.iter().filter(|(k, _)| k != "PARQ_PASS_KEYS_FILE").cloned().collect();
     let (code, out, err) = parq(&["serve", "--bind", "127.0.0.1:0"], &without);
     assert_eq!(code, 2, "{out}{err}");
     for says in ["pass_keys", "PARQ_PASS_KEYS_FILE", "parq keys generate"] {
@@ -435,7 +454,10 @@ async fn postgres_without_a_keyring_and_bad_keyrings_are_refused_at_start() {
     let bad = dir.path().join("bad.toml");
     for (doc, says) in [
         (format!("[[keys]]\nid = 1\nseed = \"{}xx\"\n", &seed[..62]), "64 hex digits"),
-        (format!("[[keys]]\nid = 1\nseed = \"{seed}\"\n\n[[keys]]\nid = 1\nseed = \"{other}\"\n"), "appears twice"),
+        (
+            format!("[[keys]]\nid = 1\nseed = \"{seed}\"\n\n[[keys]]\nid = 1\nseed = \"{other}\"\n"),
+            "appears twice",
+        ),
         (format!("[[keys]]\nid = 1\nseed = \"{seed}\"\nretired = true\n"), "no active key"),
         (format!("[[keys]]\nid = 1\nseed = \"{seed}\n"), "not a valid TOML"),
     ] {
@@ -448,10 +470,8 @@ async fn postgres_without_a_keyring_and_bad_keyrings_are_refused_at_start() {
         let (code, _, err) = parq(&["keys", "rotate", bad.to_str().unwrap()], &[]);
         assert!(code != 0 && err.contains(says), "{err}");
     }
-    let env = with(
-        &without,
-        &[("PARQ_PASS_KEYS_FILE", keys.to_str().unwrap()), ("PARQ_PASS_SIGNING_KEY", seed)],
-    );
+    let env =
+        with(&without, &[("PARQ_PASS_KEYS_FILE", keys.to_str().unwrap()), ("PARQ_PASS_SIGNING_KEY", seed)]);
     let (code, _, err) = parq(&["serve", "--bind", "127.0.0.1:0"], &env);
     assert!(code == 2 && err.contains("both"), "{err}");
     let env = with(&without, &[("PARQ_PASS_KEYS_FILE", keys.to_str().unwrap()), ("PARQ_ADMIN_KEY", "short")]);
@@ -467,7 +487,8 @@ async fn postgres_without_a_keyring_and_bad_keyrings_are_refused_at_start() {
     assert_eq!(keys.get(parq_core::pass::KeyId(1)), Some(&expected));
     // Without admin_key, the admin API is off and says so.
     let (status, p) =
-        post(&http, format!("{}/api/v1/admin/operators", s.url), Some("anything"), json!({ "name": "X" })).await;
+        post(&http, format!("{}/api/v1/admin/operators", s.url), Some("anything"), json!({ "name": "X" }))
+            .await;
     assert_eq!((status, p["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{p}");
     assert!(p["detail"].as_str().unwrap().contains("admin_key"), "{p}");
     let logged: Vec<String> = s.lines.try_iter().collect();

@@ -323,7 +323,8 @@ impl AccountStore for PgAccounts {
     }
 
     async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
-        let rows = self.query(&self.select_keys("key_hash = $1 AND revoked_at IS NULL"), &[&key_hash]).await?;
+        let rows =
+            self.query(&self.select_keys("key_hash = $1 AND revoked_at IS NULL"), &[&key_hash]).await?;
         rows.first().map(key_row).transpose()
     }
 

@@ -54,8 +54,7 @@ fn role(s: &str) -> rusqlite::Result<Role> {
     })
 }
 
-const KEY: &str =
-    "SELECT key_hash, id, name, role, operator_id, created_at_us, revoked_at_us FROM api_keys";
+const KEY: &str = "SELECT key_hash, id, name, role, operator_id, created_at_us, revoked_at_us FROM api_keys";
 
 fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     Ok(ApiKeyRecord {
@@ -314,7 +313,8 @@ impl AccountStore for SqliteAccounts {
         let key = key_hash.to_owned();
         self.db
             .run(move |c| {
-                let mut st = c.prepare_cached(&format!("{KEY} WHERE key_hash = ?1 AND revoked_at_us IS NULL"))?;
+                let mut st =
+                    c.prepare_cached(&format!("{KEY} WHERE key_hash = ?1 AND revoked_at_us IS NULL"))?;
                 st.query_row([key], key_row).optional()
             })
             .await
@@ -332,7 +332,8 @@ impl AccountStore for SqliteAccounts {
     async fn api_keys(&self, operator: OperatorId) -> Result<Vec<ApiKeyRecord>> {
         self.db
             .run(move |c| {
-                let mut st = c.prepare_cached(&format!("{KEY} WHERE operator_id = ?1 ORDER BY created_at_us, id"))?;
+                let mut st =
+                    c.prepare_cached(&format!("{KEY} WHERE operator_id = ?1 ORDER BY created_at_us, id"))?;
                 st.query_map([operator.as_uuid().to_string()], key_row)?.collect()
             })
             .await

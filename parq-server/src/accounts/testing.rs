@@ -213,7 +213,11 @@ pub async fn account_api_keys_listed_and_revoked(store: Accounts) {
     assert_eq!(store.api_key(&gate.key_hash).await.unwrap(), None, "a revoked key authenticates nothing");
     assert_eq!(store.api_key_by_id(gate.id).await.unwrap(), Some(revoked.clone()));
     let later = at + SignedDuration::from_hours(1);
-    assert_eq!(store.revoke_api_key(gate.id, later).await.unwrap(), Some(revoked.clone()), "the first instant");
+    assert_eq!(
+        store.revoke_api_key(gate.id, later).await.unwrap(),
+        Some(revoked.clone()),
+        "the first instant"
+    );
     store.put_api_key(&gate).await.unwrap();
     assert_eq!(store.api_key(&gate.key_hash).await.unwrap(), None, "a put does not lift a revocation");
     assert_eq!(store.api_keys(mine).await.unwrap(), vec![system.clone(), revoked]);

@@ -45,7 +45,8 @@ pub async fn create_operator(
     _: AdminCaller,
     ApiJson(b): ApiJson<OperatorBody>,
 ) -> ApiResult<(StatusCode, SortedJson<NewOperator>)> {
-    let made = crate::operators::create(&**s.engine.store(), &s.accounts, &b.name, b.max_holds_per_user).await?;
+    let made =
+        crate::operators::create(&**s.engine.store(), &s.accounts, &b.name, b.max_holds_per_user).await?;
     tracing::info!(operator = %made.operator.id, "created an operator");
     Ok((
         StatusCode::CREATED,

@@ -486,7 +486,13 @@ pub struct ApiKeyView {
 
 impl From<crate::accounts::ApiKeyRecord> for ApiKeyView {
     fn from(k: crate::accounts::ApiKeyRecord) -> Self {
-        ApiKeyView { created_at: k.created_at, id: k.id, name: k.name, revoked_at: k.revoked_at, role: k.role }
+        ApiKeyView {
+            created_at: k.created_at,
+            id: k.id,
+            name: k.name,
+            revoked_at: k.revoked_at,
+            role: k.role,
+        }
     }
 }
 
