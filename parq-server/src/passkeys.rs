@@ -340,7 +340,7 @@ mod tests {
             (String::new(), "has no keys"),
             (format!("[[keys]]\nid = 0\nseed = \"{A}\"\n"), "from 1"),
             (format!("[[keys]]\nid = \"{A}\"\n"), "whole number"),
-            (format!("[[keys]]\nid = 1\n"), "has no seed"),
+            ("[[keys]]\nid = 1\n".to_owned(), "has no seed"),
             (format!("[[keys]]\nid = 1\nseed = \"{A}\"\nsecret = 1\n"), "unknown field"),
             (format!("[[keys]]\nid = 1\nseed = \"{A}\"\n[[keys]]\nid = 2\nseed = \"{A}\"\n"), "same seed"),
             (format!("[[keys]]\nid = 1\nseed = \"{A}\n"), "line 3"),

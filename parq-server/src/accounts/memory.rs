@@ -128,7 +128,7 @@ impl AccountStore for MemoryAccounts {
     async fn api_keys(&self, operator: OperatorId) -> Result<Vec<ApiKeyRecord>> {
         let mut keys: Vec<ApiKeyRecord> =
             self.state().keys.values().filter(|k| k.operator == operator).cloned().collect();
-        keys.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+        keys.sort_by_key(|k| (k.created_at, k.id));
         Ok(keys)
     }
 
