@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::accounts::Role;
 use crate::problem::{Problem, ProblemCode};
-use crate::state::{Admin, Principal};
+use crate::state::{Admin, AppState, Principal};
 
 /// A JSON body.
 #[derive(Debug, Clone, Copy, Default)]
@@ -152,14 +152,20 @@ impl<S: Send + Sync> FromRequestParts<S> for GateCaller {
     }
 }
 
-/// The platform's admin, who presented `admin_key`.
+/// The platform's admin, who presented `admin_key`. Without an `admin_key` configured the admin
+/// API is off: `404`, saying so.
 #[derive(Debug, Clone, Copy)]
 pub struct AdminCaller;
 
-impl<S: Send + Sync> FromRequestParts<S> for AdminCaller {
+impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Problem> {
+        if s.config.admin_key().is_none() {
+            return Err(Problem::not_found(
+                "the admin API is off on this server: set admin_key (PARQ_ADMIN_KEY_FILE=/path) to turn it on",
+            ));
+        }
         if parts.extensions.get::<Admin>().is_some() {
             return Ok(AdminCaller);
         }

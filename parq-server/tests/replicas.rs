@@ -487,8 +487,7 @@ async fn postgres_without_a_keyring_and_bad_keyrings_are_refused_at_start() {
     assert_eq!(keys.get(parq_core::pass::KeyId(1)), Some(&expected));
     // Without admin_key, the admin API is off and says so.
     let (status, p) =
-        post(&http, format!("{}/api/v1/admin/operators", s.url), Some("anything"), json!({ "name": "X" }))
-            .await;
+        post(&http, format!("{}/api/v1/admin/operators", s.url), None, json!({ "name": "X" })).await;
     assert_eq!((status, p["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{p}");
     assert!(p["detail"].as_str().unwrap().contains("admin_key"), "{p}");
     let logged: Vec<String> = s.lines.try_iter().collect();
