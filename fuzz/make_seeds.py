@@ -143,6 +143,18 @@ map_tile_url = "/tiles/{z}/{x}/{y}.png"
 public_parking_file = "/etc/parq/free-parking.geojson"
 """)
 write("config", "demo", 'demo = true\noperator_key = "op_demo"\ngate_key = "gate_demo"\nrate_burst = 10\n')
+write("config", "pass_keys", '''store_url = "postgres://parq@db/parq"
+admin_key = "an-admin-key-of-the-platform-01"
+pass_keys = """
+[[keys]]
+id = 1
+retired = true
+
+[[keys]]
+id = 2
+seed = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
+"""
+''')
 write("config", "unknown_key", 'bind = "127.0.0.1:8080"\nnonsense = 1\n')
 write("config", "bad_schema", 'store_schema = "Parq Prod"\n')
 write("config", "zero_rate", "rate_ip = 0\n")

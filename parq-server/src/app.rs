@@ -11,7 +11,6 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use parq_core::Engine;
-use parq_core::pass::{KeyId, KeySeed, PassKeyring};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,6 +26,7 @@ use crate::idempotency::{self, Records};
 use crate::live::{self, Hub};
 use crate::metrics::Metrics;
 use crate::middleware;
+use crate::passkeys::Keyring;
 use crate::problem::{Problem, ProblemCode};
 use crate::ratelimit::Limits;
 use crate::routes;
@@ -53,6 +53,7 @@ impl App {
     /// Builds the backends the configuration names, the engine over them and, when enabled,
     /// the demo city.
     pub async fn new(config: Config) -> Result<App, StartError> {
+        let configured = config.pass_keyring()?;
         let b = backends::select(&config).await?;
         if let Some(pg) = &b.postgres
             && let Some(message) = backends::postgres::check_schema(&pg.pool, &pg.schema).await?
@@ -60,16 +61,17 @@ impl App {
             return Err(ConfigError::Invalid { key: "store_schema".into(), message }.into());
         }
         b.gateway.prepare().await?;
-        let mut builder = Engine::builder(b.store.clone(), b.gateway.as_dyn()).notifier(b.notifier.clone());
+        let keyring = pass_keyring(configured, &b).await?;
+        tracing::info!(
+            signing_key = keyring.signing_id(),
+            verifying_keys = ?keyring.keys().iter().filter(|k| k.active()).map(|k| k.id).collect::<Vec<_>>(),
+            "pass keys"
+        );
+        let mut builder = Engine::builder(b.store.clone(), b.gateway.as_dyn())
+            .notifier(b.notifier.clone())
+            .passes(keyring.pass_keyring());
         if let Some(lock) = &b.lock {
             builder = builder.lock(lock.clone());
-        }
-        if let Some(hex) = config.pass_signing_key.as_deref().filter(|k| !k.is_empty()) {
-            let seed = KeySeed::from_hex(hex).map_err(|_| ConfigError::Invalid {
-                key: "pass_signing_key".into(),
-                message: "must be 64 hex digits (an Ed25519 seed)".into(),
-            })?;
-            builder = builder.passes(PassKeyring::new(KeyId(1), seed));
         }
         let engine = builder.build();
         let web = WebConfig::load(&config)?;
@@ -152,6 +154,42 @@ impl App {
             .layer(self.sockets.clone())
             .with_state(s)
     }
+}
+
+/// The pass keyring: the configured one; else, with the store on PostgreSQL (shared by
+/// replicas), none, and the server refuses to start; in an SQLite file, the one kept there
+/// (made on the first start); in memory, a fresh one for this process.
+async fn pass_keyring(configured: Option<Keyring>, b: &backends::Backends) -> Result<Keyring, StartError> {
+    if let Some(k) = configured {
+        return Ok(k);
+    }
+    if b.postgres.is_some() {
+        return Err(ConfigError::Invalid {
+            key: "pass_keys".into(),
+            message: "is required with the store on PostgreSQL: every replica must sign and accept the same \
+                      passes. Make a keyring once with `parq keys generate --out pass-keys.toml`, and give that \
+                      same file to every replica as PARQ_PASS_KEYS_FILE=/path/to/pass-keys.toml (or \
+                      pass_keys_file in the configuration file)"
+                .into(),
+        }
+        .into());
+    }
+    if let Some(lite) = &b.sqlite {
+        let document =
+            lite.db.pass_keyring(|| Keyring::generate().map(|k| k.to_document()).unwrap_or_default()).await?;
+        return Keyring::parse(&document).map_err(|e| {
+            ConfigError::Invalid {
+                key: "pass_keys".into(),
+                message: format!(
+                    "the keyring kept in {} {}; restore the file from a backup, or configure pass_keys",
+                    lite.path.display(),
+                    e.0
+                ),
+            }
+            .into()
+        });
+    }
+    Ok(Keyring::generate()?)
 }
 
 async fn not_found(uri: Uri) -> Problem {

@@ -24,7 +24,9 @@
 //! | `stripe_api_base` | Stripe's | another Stripe API base URL (an emulator, a proxy) |
 //! | `stripe_send_description` | `true` | send intents' descriptions (some Stripe emulators refuse them) |
 //! | `reconcile_interval_secs` | `60` | how often payments whose webhook is late are asked about (Stripe) |
-//! | `pass_signing_key` | random | Ed25519 seed (64 hex digits) that signs passes (secret) |
+//! | `pass_keys` | on PostgreSQL: required; on SQLite: made once and kept in the file; on memory: random | the pass keyring, a TOML document of `[[keys]]` with `id` and `seed` (`parq keys generate` writes one; see the `passkeys` module); give every replica the same one, as `PARQ_PASS_KEYS_FILE=/path` (secret) |
+//! | `pass_signing_key` | — | one Ed25519 seed (64 hex digits) as a keyring of one key, id 1; use `pass_keys` instead (not both) (secret) |
+//! | `admin_key` | — (admin API off) | bearer key of the platform admin API (`POST /api/v1/admin/operators`); at least 16 characters (secret) |
 //! | `demo` | on with `memory:` and with the default file | load the demo city and print its keys (in a file: once, on its first start) |
 //! | `operator_key`, `gate_key` | random | the demo's API keys (secrets) |
 //! | `session_ttl_secs` | `43200` | how long a login lasts |
@@ -109,8 +111,9 @@ fn invalid(source: &str, e: config::ConfigError) -> ConfigError {
     }
 }
 
-/// The server's configuration. See the module docs for each key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The server's configuration. See the module docs for each key. Its `Debug` form shows every
+/// secret (URLs included, which may hold passwords) as `<secret>`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct Config {
@@ -134,7 +137,9 @@ pub struct Config {
     pub stripe_api_base: Option<String>,
     pub stripe_send_description: bool,
     pub reconcile_interval_secs: u64,
+    pub pass_keys: Option<String>,
     pub pass_signing_key: Option<String>,
+    pub admin_key: Option<String>,
     pub demo: Option<bool>,
     pub operator_key: Option<String>,
     pub gate_key: Option<String>,
@@ -178,7 +183,9 @@ impl Default for Config {
             stripe_api_base: None,
             stripe_send_description: true,
             reconcile_interval_secs: 60,
+            pass_keys: None,
             pass_signing_key: None,
+            admin_key: None,
             demo: None,
             operator_key: None,
             gate_key: None,
@@ -198,6 +205,20 @@ impl Default for Config {
             map_tile_url: None,
             public_parking_file: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            for (key, _) in KEYS.iter().filter(|(_, kind)| *kind == Kind::Secret) {
+                if let Some(x) = map.get_mut(*key).filter(|x| !x.is_null()) {
+                    *x = "<secret>".into();
+                }
+            }
+        }
+        write!(f, "Config {v}")
     }
 }
 
@@ -230,7 +251,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("stripe_api_base", Kind::Str),
     ("stripe_send_description", Kind::Bool),
     ("reconcile_interval_secs", Kind::Int),
+    ("pass_keys", Kind::Secret),
     ("pass_signing_key", Kind::Secret),
+    ("admin_key", Kind::Secret),
     ("demo", Kind::Bool),
     ("operator_key", Kind::Secret),
     ("gate_key", Kind::Secret),
@@ -451,7 +474,49 @@ impl Config {
         if !matches!(self.log_format.as_str(), "json" | "text") {
             return Err(bad("log_format", "must be json or text"));
         }
+        self.pass_keyring()?;
+        if let Some(k) = self.admin_key()
+            && (k.chars().count() < 16 || k.chars().any(char::is_whitespace))
+        {
+            return Err(bad(
+                "admin_key",
+                "must be at least 16 characters, without spaces (for instance `openssl rand -hex 32`)",
+            ));
+        }
         Ok(())
+    }
+
+    /// The pass keyring the configuration gives: `pass_keys`, else `pass_signing_key` as a
+    /// keyring of one key (id 1), else none. A bad document is refused with a message that
+    /// names the key and what is wrong, never a seed.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `pass_keys` or `pass_signing_key`.
+    pub fn pass_keyring(&self) -> Result<Option<crate::passkeys::Keyring>, ConfigError> {
+        let given =
+            |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        match (given(&self.pass_keys), given(&self.pass_signing_key)) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid {
+                key: "pass_signing_key".into(),
+                message: "and pass_keys are both set: keep pass_keys (a keyring) and remove pass_signing_key"
+                    .into(),
+            }),
+            (Some(doc), None) => crate::passkeys::Keyring::parse(&doc)
+                .map(Some)
+                .map_err(|e| ConfigError::Invalid { key: "pass_keys".into(), message: e.0 }),
+            (None, Some(hex)) => parq_core::pass::KeySeed::from_hex(&hex)
+                .map(|seed| Some(crate::passkeys::Keyring::single(seed)))
+                .map_err(|_| ConfigError::Invalid {
+                    key: "pass_signing_key".into(),
+                    message: "must be 64 hex digits (an Ed25519 seed)".into(),
+                }),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The admin API's key, when one is configured (the admin API is off otherwise).
+    pub fn admin_key(&self) -> Option<&str> {
+        self.admin_key.as_deref().filter(|k| !k.is_empty())
     }
 
     /// Whether the demo city is loaded: as configured, else when the store is in memory or in
@@ -589,6 +654,38 @@ mod tests {
         assert!(e.contains("demo") && e.contains("true or false"), "{e}");
         let e = Config::load(None, env(&[]), &[("nonsense", "1".into())]).unwrap_err().to_string();
         assert!(e.contains("nonsense"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_pass_keyring_comes_from_its_file_and_no_secret_is_in_the_debug_form() {
+        let seed = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+        let dir = std::env::temp_dir().join(format!("parq-config-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pass-keys.toml");
+        std::fs::write(&file, format!("[[keys]]\nid = 4\nseed = \"{seed}\"\n")).unwrap();
+        let c = Config::load(
+            None,
+            env(&[
+                ("PARQ_PASS_KEYS_FILE", file.to_str().unwrap()),
+                ("PARQ_ADMIN_KEY", "an-admin-key-0123456789"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.pass_keyring().unwrap().unwrap().signing_id(), 4);
+        assert_eq!(c.admin_key(), Some("an-admin-key-0123456789"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(&seed[..12]) && !shown.contains("an-admin-key"), "{shown}");
+        assert!(shown.contains("<secret>"), "{shown}");
+        std::fs::write(&file, "[[keys]]\nid = 1\nseed = \"00\"\n").unwrap();
+        let e = Config::load(None, env(&[("PARQ_PASS_KEYS_FILE", file.to_str().unwrap())]), &[]).unwrap_err();
+        assert!(e.to_string().contains("pass_keys") && e.to_string().contains("64 hex digits"), "{e}");
+        let one = Config::from_toml_str(&format!("pass_signing_key = \"{seed}\"")).unwrap();
+        assert_eq!(one.pass_keyring().unwrap().unwrap().signing_id(), 1);
+        assert_eq!(Config::default().pass_keyring().unwrap(), None);
+        let e = Config::from_toml_str("admin_key = \"short\"").unwrap_err().to_string();
+        assert!(e.contains("admin_key") && !e.contains("short"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

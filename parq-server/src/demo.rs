@@ -1,7 +1,7 @@
 //! The demo city: car parks and a street zone in Nicosia and Limassol, priced in euros, on
 //! Cyprus time, with an operator and its API keys.
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use parq_core::{
     CancellationPolicy, Currency, DayInterval, Engine, GeoPoint, Lot, LotId, OpeningHours, Operator,
     OperatorId, RateLine, RateTable, Result, Spot, SpotAttributes, SpotId, SpotSize, Tier,
@@ -205,16 +205,7 @@ pub async fn load_once(
         let key = match given.filter(|k| !k.is_empty()) {
             Some(k) => {
                 if accounts.api_key(&secret::digest(&k)).await?.is_none() {
-                    accounts
-                        .put_api_key(&ApiKeyRecord {
-                            id: Uuid::now_v7(),
-                            name: name.into(),
-                            key_hash: secret::digest(&k),
-                            role,
-                            operator,
-                            created_at: Timestamp::now(),
-                        })
-                        .await?;
+                    accounts.put_api_key(&ApiKeyRecord::for_key(&k, name, role, operator)).await?;
                 }
                 k
             }
@@ -276,16 +267,7 @@ pub async fn load(
     }
     let make_key = async |name: &str, role: Role, given: Option<String>| -> Result<String> {
         let key = given.filter(|k| !k.is_empty()).unwrap_or_else(|| secret::token(secret::API_KEY_PREFIX));
-        accounts
-            .put_api_key(&ApiKeyRecord {
-                id: Uuid::now_v7(),
-                name: name.into(),
-                key_hash: secret::digest(&key),
-                role,
-                operator: operator.id,
-                created_at: Timestamp::now(),
-            })
-            .await?;
+        accounts.put_api_key(&ApiKeyRecord::for_key(&key, name, role, operator.id)).await?;
         Ok(key)
     };
     let operator_key = make_key("demo operator", Role::Operator, operator_key).await?;

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::accounts::Role;
 use crate::problem::{Problem, ProblemCode};
-use crate::state::Principal;
+use crate::state::{Admin, AppState, Principal};
 
 /// A JSON body.
 #[derive(Debug, Clone, Copy, Default)]
@@ -149,5 +149,31 @@ impl<S: Send + Sync> FromRequestParts<S> for GateCaller {
             (Role::Gate | Role::Operator, Some(op)) => Ok(GateCaller(op)),
             _ => Err(Problem::forbidden("this needs a gate API key")),
         }
+    }
+}
+
+/// The platform's admin, who presented `admin_key`. Without an `admin_key` configured the admin
+/// API is off: `404`, saying so.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminCaller;
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Problem> {
+        if s.config.admin_key().is_none() {
+            return Err(Problem::not_found(
+                "the admin API is off on this server: set admin_key (PARQ_ADMIN_KEY_FILE=/path) to turn it on",
+            ));
+        }
+        if parts.extensions.get::<Admin>().is_some() {
+            return Ok(AdminCaller);
+        }
+        if parts.extensions.get::<Principal>().is_some() {
+            return Err(Problem::forbidden(
+                "this needs the platform's admin key (admin_key), not an account or API key",
+            ));
+        }
+        Err(Problem::unauthorized("send the admin key as Authorization: Bearer <admin_key>"))
     }
 }

@@ -12,12 +12,14 @@ pub mod accounts;
 pub mod clientaddr;
 pub mod config;
 pub mod http;
+pub mod passkeys;
 pub mod problem;
 pub mod sqlite;
 // Parts with no request in sight.
 pub mod demo;
 pub mod gateway;
 pub mod metrics;
+pub mod operators;
 pub mod ratelimit;
 pub mod web;
 // The adapters the configuration names, and the state every handler shares.

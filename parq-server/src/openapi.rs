@@ -86,6 +86,15 @@ pub fn openapi() -> OpenApi {
     );
     components
         .add_security_scheme("apiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))));
+    components.add_security_scheme(
+        "adminKey",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("The platform's admin key (the server's admin_key secret)."))
+                .build(),
+        ),
+    );
     let mut schemas = vec![(Problem::name().into_owned(), Problem::schema())];
     Problem::schemas(&mut schemas);
     components.schemas.extend(schemas);

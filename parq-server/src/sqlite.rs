@@ -36,10 +36,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "test_gateway",
         sql: include_str!("../migrations/sqlite/0004_test_gateway.sql"),
     },
+    Migration { version: 5, name: "keys", sql: include_str!("../migrations/sqlite/0005_keys.sql") },
 ];
 
 /// The newest version of the server's tables this binary knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The table that records the server's applied migrations.
 const SCHEMA_TABLE: &str = "parq_server_schema";
@@ -239,21 +240,56 @@ impl SqliteDb {
     }
 }
 
+impl SqliteDb {
+    /// The pass keyring kept in the file; on the first call, `make()`'s document is kept and
+    /// returned (of several processes starting on one file, the first one's is kept and every
+    /// one gets it).
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub async fn pass_keyring(
+        self: &Arc<Self>,
+        make: impl FnOnce() -> String + Send + 'static,
+    ) -> parq_core::Result<String> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let kept: Option<String> = tx
+                .query_row("SELECT document FROM pass_keyring WHERE id = 1", [], |r| r.get(0))
+                .optional()?;
+            let document = match kept {
+                Some(d) => d,
+                None => {
+                    let d = make();
+                    tx.execute(
+                        "INSERT INTO pass_keyring (id, document, created_at_us) VALUES (1, ?1, ?2)",
+                        rusqlite::params![d, jiff::Timestamp::now().as_microsecond()],
+                    )?;
+                    d
+                }
+            };
+            tx.commit()?;
+            Ok(document)
+        })
+        .await
+    }
+}
+
 /// `Ok(Err(found))` when the file is newer than this binary.
 fn migrate(conn: &Connection) -> rusqlite::Result<Result<(), i64>> {
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY NOT NULL, \
          name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT"
     ))?;
-    let current: i64 = conn
-        .query_row(&format!("SELECT max(version) FROM {SCHEMA_TABLE}"), [], |r| r.get::<_, Option<i64>>(0))
-        .optional()?
-        .flatten()
-        .unwrap_or(0);
+    let applied: Vec<i64> = conn
+        .prepare(&format!("SELECT version FROM {SCHEMA_TABLE}"))?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let current = applied.iter().copied().max().unwrap_or(0);
     if current > SCHEMA_VERSION {
         return Ok(Err(current));
     }
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+    // Every migration the file lacks, also one numbered below the newest applied.
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         conn.execute_batch(m.sql)?;
         conn.execute(
             &format!(

@@ -46,6 +46,11 @@ impl Deref for AppState {
     }
 }
 
+/// Set on a request that presented the platform's admin key (`admin_key`): it may use the
+/// admin API, and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admin;
+
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {

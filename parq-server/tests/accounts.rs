@@ -76,6 +76,15 @@ impl<G: std::fmt::Debug + Send + Sync + 'static> AccountStore for Guarded<G> {
     async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
         self.inner.api_key(key_hash).await
     }
+    async fn api_key_by_id(&self, id: uuid::Uuid) -> Result<Option<ApiKeyRecord>> {
+        self.inner.api_key_by_id(id).await
+    }
+    async fn api_keys(&self, operator: parq_core::OperatorId) -> Result<Vec<ApiKeyRecord>> {
+        self.inner.api_keys(operator).await
+    }
+    async fn revoke_api_key(&self, id: uuid::Uuid, at: Timestamp) -> Result<Option<ApiKeyRecord>> {
+        self.inner.revoke_api_key(id, at).await
+    }
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }

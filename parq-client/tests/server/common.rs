@@ -187,6 +187,7 @@ impl Backing {
             redis_prefix: self.prefix.clone(),
             demo: Some(true),
             pg_pool_size: 4,
+            pass_keys: Some(parq_server::passkeys::Keyring::generate().unwrap().to_document()),
             ..config()
         }
     }

@@ -5,7 +5,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use parq_core::{Result, UserId};
+use parq_core::{OperatorId, Result, UserId};
+use uuid::Uuid;
 
 use super::{Account, AccountStore, ApiKeyRecord, SessionRecord, TotpEnrolment};
 
@@ -109,12 +110,33 @@ impl AccountStore for MemoryAccounts {
     }
 
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
-        self.state().keys.insert(key.key_hash.clone(), key.clone());
+        let mut st = self.state();
+        // As the durable stores: a put never lifts a revocation.
+        let revoked_at = st.keys.get(&key.key_hash).and_then(|k| k.revoked_at).or(key.revoked_at);
+        st.keys.insert(key.key_hash.clone(), ApiKeyRecord { revoked_at, ..key.clone() });
         Ok(())
     }
 
     async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
-        Ok(self.state().keys.get(key_hash).cloned())
+        Ok(self.state().keys.get(key_hash).filter(|k| k.revoked_at.is_none()).cloned())
+    }
+
+    async fn api_key_by_id(&self, id: Uuid) -> Result<Option<ApiKeyRecord>> {
+        Ok(self.state().keys.values().find(|k| k.id == id).cloned())
+    }
+
+    async fn api_keys(&self, operator: OperatorId) -> Result<Vec<ApiKeyRecord>> {
+        let mut keys: Vec<ApiKeyRecord> =
+            self.state().keys.values().filter(|k| k.operator == operator).cloned().collect();
+        keys.sort_by_key(|k| (k.created_at, k.id));
+        Ok(keys)
+    }
+
+    async fn revoke_api_key(&self, id: Uuid, at: Timestamp) -> Result<Option<ApiKeyRecord>> {
+        let mut st = self.state();
+        let Some(k) = st.keys.values_mut().find(|k| k.id == id) else { return Ok(None) };
+        k.revoked_at.get_or_insert(at);
+        Ok(Some(k.clone()))
     }
 
     async fn ping(&self) -> Result<()> {

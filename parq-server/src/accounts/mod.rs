@@ -117,6 +117,29 @@ pub struct ApiKeyRecord {
     pub operator: OperatorId,
     /// When it was made.
     pub created_at: Timestamp,
+    /// When it was revoked; a revoked key authenticates nothing.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiKeyRecord {
+    /// The record of the API key `key` (a `pqk_…` secret), made now: only its digest is kept.
+    pub fn for_key(key: &str, name: &str, role: Role, operator: OperatorId) -> ApiKeyRecord {
+        ApiKeyRecord {
+            id: Uuid::now_v7(),
+            name: name.to_owned(),
+            key_hash: secret::digest(key),
+            role,
+            operator,
+            created_at: Timestamp::now(),
+            revoked_at: None,
+        }
+    }
+
+    /// A new random API key and its record: the key is shown once and never kept.
+    pub fn issue(name: &str, role: Role, operator: OperatorId) -> (ApiKeyRecord, String) {
+        let key = secret::token(secret::API_KEY_PREFIX);
+        (Self::for_key(&key, name, role, operator), key)
+    }
 }
 
 /// Where accounts, sessions and API keys live.
@@ -128,7 +151,8 @@ pub struct ApiKeyRecord {
 ///   accepted once, even by concurrent logins.
 /// * Lookups return `Ok(None)` for what does not exist; `Err` only when the backend fails
 ///   ([`parq_core::Error::Unavailable`] or [`parq_core::Error::Backend`]).
-/// * Expired sessions are never returned.
+/// * Expired sessions are never returned, nor are revoked API keys by [`api_key`](Self::api_key);
+///   a revocation is seen by every lookup that starts after it returns (every replica's).
 #[async_trait]
 pub trait AccountStore: Send + Sync + Debug + 'static {
     /// Creates a user; `false` when the email is taken.
@@ -156,8 +180,15 @@ pub trait AccountStore: Send + Sync + Debug + 'static {
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
     /// Stores an API key.
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
-    /// An API key by digest.
+    /// An API key that is not revoked, by digest.
     async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+    /// An API key by id, revoked or not.
+    async fn api_key_by_id(&self, id: Uuid) -> Result<Option<ApiKeyRecord>>;
+    /// Every API key of `operator`, revoked ones too, oldest first.
+    async fn api_keys(&self, operator: OperatorId) -> Result<Vec<ApiKeyRecord>>;
+    /// Revokes the API key `id` at `at` (a key revoked already keeps its first instant);
+    /// returns the key as it is now, `None` when there is no such key.
+    async fn revoke_api_key(&self, id: Uuid, at: Timestamp) -> Result<Option<ApiKeyRecord>>;
     /// Checks that the backend answers.
     async fn ping(&self) -> Result<()>;
 }

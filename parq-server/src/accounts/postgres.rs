@@ -66,6 +66,15 @@ impl PgAccounts {
         c.execute(&st, params).await.map_err(db_error)
     }
 
+    fn select_keys(&self, by: &str) -> String {
+        format!(
+            "SELECT key_hash, id, name, role, operator_id, {}, {} FROM {}.api_keys WHERE {by}",
+            us("created_at"),
+            us("revoked_at"),
+            self.q
+        )
+    }
+
     fn select_account(&self, by: &str) -> String {
         let q = &self.q;
         format!(
@@ -94,6 +103,18 @@ impl PgAccounts {
             recovery_codes: r.get(9),
         }))
     }
+}
+
+fn key_row(r: &Row) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        key_hash: r.get(0),
+        id: r.get(1),
+        name: r.get(2),
+        role: role(r.get(3))?,
+        operator: OperatorId::from_uuid(r.get(4)),
+        created_at: instant(r.get(5))?,
+        revoked_at: r.get::<_, Option<i64>>(6).map(instant).transpose()?,
+    })
 }
 
 #[async_trait]
@@ -276,43 +297,56 @@ impl AccountStore for PgAccounts {
 
     async fn put_api_key(&self, k: &ApiKeyRecord) -> Result<()> {
         let q = &self.q;
+        // A put never lifts a revocation.
         self.execute(
             &format!(
-                "INSERT INTO {q}.api_keys (key_hash, id, name, role, operator_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, {}) \
+                "INSERT INTO {q}.api_keys (key_hash, id, name, role, operator_id, created_at, revoked_at) \
+                 VALUES ($1, $2, $3, $4, $5, {}, CASE WHEN $7::bigint IS NULL THEN NULL ELSE {} END) \
                  ON CONFLICT (key_hash) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role, \
-                     operator_id = EXCLUDED.operator_id",
-                ts(6)
+                     operator_id = EXCLUDED.operator_id, \
+                     revoked_at = coalesce({q}.api_keys.revoked_at, EXCLUDED.revoked_at)",
+                ts(6),
+                ts(7)
             ),
-            &[&k.key_hash, &k.id, &k.name, &k.role.as_str(), k.operator.as_uuid(), &micros(k.created_at)],
+            &[
+                &k.key_hash,
+                &k.id,
+                &k.name,
+                &k.role.as_str(),
+                k.operator.as_uuid(),
+                &micros(k.created_at),
+                &k.revoked_at.map(micros),
+            ],
         )
         .await?;
         Ok(())
     }
 
     async fn api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let rows =
+            self.query(&self.select_keys("key_hash = $1 AND revoked_at IS NULL"), &[&key_hash]).await?;
+        rows.first().map(key_row).transpose()
+    }
+
+    async fn api_key_by_id(&self, id: Uuid) -> Result<Option<ApiKeyRecord>> {
+        let rows = self.query(&self.select_keys("id = $1"), &[&id]).await?;
+        rows.first().map(key_row).transpose()
+    }
+
+    async fn api_keys(&self, operator: OperatorId) -> Result<Vec<ApiKeyRecord>> {
+        let sql = format!("{} ORDER BY created_at, id", self.select_keys("operator_id = $1"));
+        let rows = self.query(&sql, &[operator.as_uuid()]).await?;
+        rows.iter().map(key_row).collect()
+    }
+
+    async fn revoke_api_key(&self, id: Uuid, at: Timestamp) -> Result<Option<ApiKeyRecord>> {
         let q = &self.q;
-        let rows = self
-            .query(
-                &format!(
-                    "SELECT key_hash, id, name, role, operator_id, {} FROM {q}.api_keys WHERE key_hash = $1",
-                    us("created_at")
-                ),
-                &[&key_hash],
-            )
-            .await?;
-        rows.first()
-            .map(|r| {
-                Ok(ApiKeyRecord {
-                    key_hash: r.get(0),
-                    id: r.get(1),
-                    name: r.get(2),
-                    role: role(r.get(3))?,
-                    operator: OperatorId::from_uuid(r.get(4)),
-                    created_at: instant(r.get(5))?,
-                })
-            })
-            .transpose()
+        self.execute(
+            &format!("UPDATE {q}.api_keys SET revoked_at = {} WHERE id = $1 AND revoked_at IS NULL", ts(2)),
+            &[&id, &micros(at)],
+        )
+        .await?;
+        self.api_key_by_id(id).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -54,6 +54,20 @@ fn role(s: &str) -> rusqlite::Result<Role> {
     })
 }
 
+const KEY: &str = "SELECT key_hash, id, name, role, operator_id, created_at_us, revoked_at_us FROM api_keys";
+
+fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        key_hash: r.get(0)?,
+        id: uuid(&r.get::<_, String>(1)?)?,
+        name: r.get(2)?,
+        role: role(&r.get::<_, String>(3)?)?,
+        operator: OperatorId::from_uuid(uuid(&r.get::<_, String>(4)?)?),
+        created_at: instant(r.get(5)?)?,
+        revoked_at: r.get::<_, Option<i64>>(6)?.map(instant).transpose()?,
+    })
+}
+
 const ACCOUNT: &str = "SELECT id, email, password_hash, role, operator_id, totp_secret, totp_confirmed, \
                        totp_last_step, created_at_us FROM accounts";
 
@@ -273,18 +287,21 @@ impl AccountStore for SqliteAccounts {
         let k = k.clone();
         self.db
             .run(move |c| {
+                // A put never lifts a revocation.
                 c.execute(
-                    "INSERT INTO api_keys (key_hash, id, name, role, operator_id, created_at_us) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                    "INSERT INTO api_keys (key_hash, id, name, role, operator_id, created_at_us, revoked_at_us) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
                      ON CONFLICT (key_hash) DO UPDATE SET name = excluded.name, role = excluded.role, \
-                         operator_id = excluded.operator_id",
+                         operator_id = excluded.operator_id, \
+                         revoked_at_us = coalesce(api_keys.revoked_at_us, excluded.revoked_at_us)",
                     params![
                         k.key_hash,
                         k.id.to_string(),
                         k.name,
                         k.role.as_str(),
                         k.operator.as_uuid().to_string(),
-                        micros(k.created_at)
+                        micros(k.created_at),
+                        k.revoked_at.map(micros),
                     ],
                 )
                 .map(drop)
@@ -296,20 +313,41 @@ impl AccountStore for SqliteAccounts {
         let key = key_hash.to_owned();
         self.db
             .run(move |c| {
-                let mut st = c.prepare_cached(
-                    "SELECT key_hash, id, name, role, operator_id, created_at_us FROM api_keys WHERE key_hash = ?1",
+                let mut st =
+                    c.prepare_cached(&format!("{KEY} WHERE key_hash = ?1 AND revoked_at_us IS NULL"))?;
+                st.query_row([key], key_row).optional()
+            })
+            .await
+    }
+
+    async fn api_key_by_id(&self, id: Uuid) -> Result<Option<ApiKeyRecord>> {
+        self.db
+            .run(move |c| {
+                let mut st = c.prepare_cached(&format!("{KEY} WHERE id = ?1"))?;
+                st.query_row([id.to_string()], key_row).optional()
+            })
+            .await
+    }
+
+    async fn api_keys(&self, operator: OperatorId) -> Result<Vec<ApiKeyRecord>> {
+        self.db
+            .run(move |c| {
+                let mut st =
+                    c.prepare_cached(&format!("{KEY} WHERE operator_id = ?1 ORDER BY created_at_us, id"))?;
+                st.query_map([operator.as_uuid().to_string()], key_row)?.collect()
+            })
+            .await
+    }
+
+    async fn revoke_api_key(&self, id: Uuid, at: Timestamp) -> Result<Option<ApiKeyRecord>> {
+        self.db
+            .run(move |c| {
+                c.execute(
+                    "UPDATE api_keys SET revoked_at_us = ?2 WHERE id = ?1 AND revoked_at_us IS NULL",
+                    params![id.to_string(), micros(at)],
                 )?;
-                st.query_row([key], |r| {
-                    Ok(ApiKeyRecord {
-                        key_hash: r.get(0)?,
-                        id: uuid(&r.get::<_, String>(1)?)?,
-                        name: r.get(2)?,
-                        role: role(&r.get::<_, String>(3)?)?,
-                        operator: OperatorId::from_uuid(uuid(&r.get::<_, String>(4)?)?),
-                        created_at: instant(r.get(5)?)?,
-                    })
-                })
-                .optional()
+                let mut st = c.prepare_cached(&format!("{KEY} WHERE id = ?1"))?;
+                st.query_row([id.to_string()], key_row).optional()
             })
             .await
     }

@@ -173,6 +173,7 @@ pub async fn account_api_keys_round_trip(store: Accounts) {
         role: Role::Gate,
         operator,
         created_at: t0(),
+        revoked_at: None,
     };
     store.put_api_key(&key).await.unwrap();
     assert_eq!(store.api_key(&key.key_hash).await.unwrap(), Some(key.clone()));
@@ -180,6 +181,49 @@ pub async fn account_api_keys_round_trip(store: Accounts) {
     let renamed = ApiKeyRecord { name: "operator's system".into(), role: Role::Operator, ..key.clone() };
     store.put_api_key(&renamed).await.unwrap();
     assert_eq!(store.api_key(&key.key_hash).await.unwrap(), Some(renamed));
+}
+
+/// An operator's keys are listed oldest first, revoked ones too; a revoked key is not found by
+/// its digest any more, keeps its first revocation instant, and a put does not lift it.
+pub async fn account_api_keys_listed_and_revoked(store: Accounts) {
+    let (mine, theirs) = (OperatorId::new(), OperatorId::new());
+    let key = |n: u8, name: &str, role: Role, operator: OperatorId, at: i64| ApiKeyRecord {
+        id: Uuid::now_v7(),
+        name: name.into(),
+        key_hash: format!("{n:02x}").repeat(32),
+        role,
+        operator,
+        created_at: t0() + SignedDuration::from_secs(at),
+        revoked_at: None,
+    };
+    let gate = key(1, "north gate", Role::Gate, mine, 20);
+    let system = key(2, "back office", Role::Operator, mine, 10);
+    let other = key(3, "another operator", Role::Operator, theirs, 0);
+    for k in [&gate, &system, &other] {
+        store.put_api_key(k).await.unwrap();
+    }
+    assert_eq!(store.api_keys(mine).await.unwrap(), vec![system.clone(), gate.clone()], "oldest first");
+    assert_eq!(store.api_keys(OperatorId::new()).await.unwrap(), vec![]);
+    assert_eq!(store.api_key_by_id(gate.id).await.unwrap(), Some(gate.clone()));
+    assert_eq!(store.api_key_by_id(Uuid::now_v7()).await.unwrap(), None);
+
+    let at = t0() + SignedDuration::from_hours(1);
+    let revoked = store.revoke_api_key(gate.id, at).await.unwrap().expect("the key exists");
+    assert_eq!(revoked, ApiKeyRecord { revoked_at: Some(at), ..gate.clone() });
+    assert_eq!(store.api_key(&gate.key_hash).await.unwrap(), None, "a revoked key authenticates nothing");
+    assert_eq!(store.api_key_by_id(gate.id).await.unwrap(), Some(revoked.clone()));
+    let later = at + SignedDuration::from_hours(1);
+    assert_eq!(
+        store.revoke_api_key(gate.id, later).await.unwrap(),
+        Some(revoked.clone()),
+        "the first instant"
+    );
+    store.put_api_key(&gate).await.unwrap();
+    assert_eq!(store.api_key(&gate.key_hash).await.unwrap(), None, "a put does not lift a revocation");
+    assert_eq!(store.api_keys(mine).await.unwrap(), vec![system.clone(), revoked]);
+    assert_eq!(store.api_key(&system.key_hash).await.unwrap(), Some(system), "the other keys still work");
+    assert_eq!(store.api_key(&other.key_hash).await.unwrap(), Some(other));
+    assert_eq!(store.revoke_api_key(Uuid::now_v7(), at).await.unwrap(), None);
 }
 
 /// The backend answers.
@@ -200,6 +244,7 @@ macro_rules! __account_cases {
             account_recovery_code_used_once,
             account_sessions_expire_and_end,
             account_api_keys_round_trip,
+            account_api_keys_listed_and_revoked,
             account_ping_answers,
         }
     };

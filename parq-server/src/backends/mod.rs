@@ -550,6 +550,36 @@ pub async fn select(config: &Config) -> Result<Backends, StartError> {
     })
 }
 
+/// The reservation store and the account store the configuration names, for the commands
+/// that manage operators and API keys (`parq operator`, `parq key`): only those two are built
+/// (no lock, notifier or gateway). Refused when either would keep nothing (`memory:`), and,
+/// on PostgreSQL, when the schema is not migrated.
+pub async fn stores(config: &Config) -> Result<Backends, StartError> {
+    let only = Config {
+        lock_url: "none".into(),
+        notifier_url: "memory:".into(),
+        gateway: "test".into(),
+        stripe_secret_key: None,
+        ..config.clone()
+    };
+    let b = select(&only).await?;
+    if b.names.store == "memory" || b.names.accounts == "memory" {
+        let key = if b.names.store == "memory" { "store_url" } else { "accounts_url" };
+        return Err(invalid(
+            key,
+            "is memory:, which keeps nothing after this command: name the server's store (PARQ_STORE_URL, or the \
+             SQLite file of --data-dir)",
+        )
+        .into());
+    }
+    if let Some(pg) = &b.postgres
+        && let Some(message) = postgres::check_schema(&pg.pool, &pg.schema).await?
+    {
+        return Err(invalid("store_schema", message).into());
+    }
+    Ok(b)
+}
+
 /// Brings the configured durable backends' schemas up to date, and says what it did, a line
 /// per step.
 pub async fn migrate(config: &Config, mut progress: impl FnMut(String)) -> Result<(), StartError> {

@@ -29,6 +29,7 @@ pub const MIGRATIONS: Migrations<'static> = Migrations {
             name: "test_gateway",
             sql: include_str!("../../migrations/0003_test_gateway.sql"),
         },
+        Migration { version: 4, name: "keys", sql: include_str!("../../migrations/0004_keys.sql") },
     ],
 };
 

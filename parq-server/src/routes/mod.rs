@@ -5,6 +5,7 @@
 //! defined.
 
 mod account;
+mod admin;
 mod driver;
 mod gates;
 mod operator;
@@ -17,6 +18,7 @@ mod web;
 // The JSON request bodies (besides those in `views`), public so that they can be parsed on
 // their own (the fuzz targets do).
 pub use account::{ConfirmBody, LoginBody, RegisterBody};
+pub use admin::OperatorBody;
 pub use gates::ScanBody;
 pub use operator::{BlackoutsBody, KeyBody, LotBody, SpotBody};
 pub use payments::PayBody;
@@ -180,6 +182,10 @@ fn table() -> Routes {
         .at(routes!(operator::set_blackouts))
         .at(routes!(operator::occupancy))
         .at(routes!(operator::create_key))
+        .at(routes!(operator::list_keys))
+        .at(routes!(operator::revoke_key))
+        // The platform's admin.
+        .at(routes!(admin::create_operator))
 }
 
 /// Every route, as `(method, path template)`.

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::views::{Lots, NewApiKey, Occupancy, SortedJson, Spots, example_lot};
-use crate::accounts::{ApiKeyRecord, Role, secret};
+use super::views::{ApiKeyView, ApiKeys, Lots, NewApiKey, Occupancy, SortedJson, Spots, example_lot};
+use crate::accounts::{ApiKeyRecord, Role};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, OperatorCaller};
 use crate::problem::{ApiResult, JsonBody, Problem};
 use crate::state::AppState;
@@ -416,15 +416,7 @@ pub async fn create_key(
     if b.name.trim().is_empty() || b.name.len() > 100 {
         return Err(Error::invalid("name", "must be 1 to 100 characters").into());
     }
-    let key = secret::token(secret::API_KEY_PREFIX);
-    let record = ApiKeyRecord {
-        id: Uuid::now_v7(),
-        name: b.name.trim().to_owned(),
-        key_hash: secret::digest(&key),
-        role: b.role,
-        operator: op,
-        created_at: Timestamp::now(),
-    };
+    let (record, key) = ApiKeyRecord::issue(b.name.trim(), b.role, op);
     s.accounts.put_api_key(&record).await?;
     Ok((
         StatusCode::CREATED,
@@ -436,4 +428,65 @@ pub async fn create_key(
             role: record.role,
         }),
     ))
+}
+
+/// The operator's API keys (never the keys themselves), revoked ones too, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/operator/keys",
+    operation_id = "list_api_keys",
+    tag = "operator",
+    security(("bearer" = []), ("apiKey" = [])),
+    responses((status = OK, description = "The keys", body = ApiKeys))
+)]
+pub async fn list_keys(
+    State(s): State<AppState>,
+    OperatorCaller(op): OperatorCaller,
+) -> ApiResult<SortedJson<ApiKeys>> {
+    let keys = s.accounts.api_keys(op).await?.into_iter().map(ApiKeyView::from).collect();
+    Ok(SortedJson(ApiKeys { keys }))
+}
+
+/// Revoke one of the operator's API keys: it is refused at once, by every replica. The
+/// operator's last working operator key is kept (create another first), so that the operator
+/// is never locked out.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/operator/keys/{id}",
+    operation_id = "revoke_api_key",
+    tag = "operator",
+    security(("bearer" = []), ("apiKey" = [])),
+    params(("id" = Uuid, Path, description = "The key's id")),
+    responses(
+        (status = OK, description = "Revoked (or revoked before)", body = ApiKeyView),
+        (status = NOT_FOUND, response = Problem),
+    )
+)]
+pub async fn revoke_key(
+    State(s): State<AppState>,
+    OperatorCaller(op): OperatorCaller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<SortedJson<ApiKeyView>> {
+    let keys = s.accounts.api_keys(op).await?;
+    let Some(key) = keys.iter().find(|k| k.id == id) else {
+        // Another operator's key is not shown to exist.
+        return Err(Problem::not_found(format!("API key {id} not found")));
+    };
+    if key.revoked_at.is_none()
+        && key.role == Role::Operator
+        && !keys.iter().any(|k| k.id != id && k.role == Role::Operator && k.revoked_at.is_none())
+    {
+        return Err(Error::invalid(
+            "id",
+            "this is the operator's last working operator key: create another one first, then revoke this one",
+        )
+        .into());
+    }
+    let revoked = s
+        .accounts
+        .revoke_api_key(id, Timestamp::now())
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("API key {id} not found")))?;
+    tracing::info!(key = %id, operator = %op, "revoked an API key");
+    Ok(SortedJson(ApiKeyView::from(revoked)))
 }

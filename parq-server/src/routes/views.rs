@@ -465,6 +465,59 @@ pub struct Occupancy {
     pub spots: usize,
 }
 
+/// An API key, without the key itself.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    /// When it was made.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// The key's id.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    /// Its name.
+    pub name: String,
+    /// When it was revoked (a revoked key authenticates nothing); absent while it works.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<Timestamp>,
+    /// What it may do.
+    pub role: Role,
+}
+
+impl From<crate::accounts::ApiKeyRecord> for ApiKeyView {
+    fn from(k: crate::accounts::ApiKeyRecord) -> Self {
+        ApiKeyView {
+            created_at: k.created_at,
+            id: k.id,
+            name: k.name,
+            revoked_at: k.revoked_at,
+            role: k.role,
+        }
+    }
+}
+
+/// An operator's API keys, oldest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiKeys {
+    /// The keys, revoked ones too.
+    pub keys: Vec<ApiKeyView>,
+}
+
+/// An operator, made by the platform's admin API, and its first operator API key.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NewOperator {
+    /// The operator's id.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: parq_core::OperatorId,
+    /// Its first operator API key, shown this once.
+    pub key: NewApiKey,
+    /// How many live holds one driver may have across its lots; absent for no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_holds_per_user: Option<u32>,
+    /// Its name.
+    pub name: String,
+}
+
 /// A new API key, shown this once.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct NewApiKey {

@@ -23,12 +23,14 @@ pub fn redis_url() -> String {
     std::env::var("PARQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// A schema and a key prefix of this test's own.
+/// A schema and a key prefix of this test's own, and a pass keyring its replicas share.
 pub struct Backing {
     pub schema: String,
     pub prefix: String,
     pub pg: String,
     pub redis: String,
+    /// The pass keyring document (`pass_keys`) every replica of the test is given.
+    pub keys: String,
 }
 
 impl Backing {
@@ -40,6 +42,7 @@ impl Backing {
             prefix: format!("t{id}"),
             pg: pg_url(),
             redis: redis_url(),
+            keys: parq_server::passkeys::Keyring::generate().unwrap().to_document(),
         };
         let connected =
             tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&b.pg, NoTls)).await;
@@ -72,6 +75,7 @@ impl Backing {
             notifier_url: self.redis.clone(),
             redis_prefix: self.prefix.clone(),
             demo: Some(true),
+            pass_keys: Some(self.keys.clone()),
             ..super::config()
         }
     }
@@ -84,6 +88,7 @@ impl Backing {
             ("PARQ_LOCK_URL", &self.redis),
             ("PARQ_NOTIFIER_URL", &self.redis),
             ("PARQ_REDIS_PREFIX", &self.prefix),
+            ("PARQ_PASS_KEYS", &self.keys),
             ("PARQ_RATE_IP", "100000"),
             ("PARQ_RATE_USER", "100000"),
             ("PARQ_RATE_KEY", "100000"),
