@@ -1,4 +1,5 @@
-//! The command line: `parq serve`, `parq migrate`, `parq backup`, `parq openapi`.
+//! The command line: `parq serve`, `parq migrate`, `parq backup`, `parq openapi`,
+//! `parq config keys`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,11 +72,31 @@ enum Command {
     },
     /// Prints the OpenAPI document.
     Openapi,
+    /// About the configuration itself.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Lists every configuration key, one a line: the key, its kind (`string`, `integer`,
+    /// `boolean`, `secret`) and the `PARQ_*` variables that set it (a secret's also from the
+    /// file `PARQ_<KEY>_FILE` names). Other `PARQ_*` variables are not read.
+    Keys,
 }
 
 /// Runs the command line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Reads no configuration: it describes it.
+    if let Command::Config { what: ConfigCommand::Keys } = &cli.command {
+        for (key, kind) in crate::config::keys() {
+            println!("{key}\t{kind}\t{}", crate::config::env_names(key).join(" "));
+        }
+        return ExitCode::SUCCESS;
+    }
     let mut flags: Vec<(&str, String)> = Vec::new();
     match &cli.command {
         Command::Migrate { data_dir: Some(d) } | Command::Backup { data_dir: Some(d), .. } => {
@@ -119,6 +140,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Backup { file, .. } => backup(&config, &file),
+        Command::Config { .. } => ExitCode::SUCCESS,
         Command::Migrate { .. } => {
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
