@@ -97,10 +97,16 @@ def secret_files(docs, pod_spec, container):
     return files
 
 
-def check_workload(overlay, docs, kind, name, known):
+def workload_of(docs, kind, name):
+    """The workload, its container and its mounted Secret files."""
     workload = find(docs, kind, name)
     pod = workload["spec"]["template"]["spec"]
     container = pod["containers"][0]
+    return workload, container, secret_files(docs, pod, container)
+
+
+def check_workload(overlay, docs, kind, name, known):
+    workload, container, files = workload_of(docs, kind, name)
     where = f"{overlay} {kind} {name}"
     env = container.get("env", [])
     names = [e["name"] for e in env]
@@ -114,12 +120,10 @@ def check_workload(overlay, docs, kind, name, known):
     plain_secrets = [n for n in parq if n in known and known[n][1] == "secret" and not n.endswith("_FILE")]
     check(not plain_secrets, f"{where}: no secret in the environment, only PARQ_<KEY>_FILE",
           f"secrets given as values: {', '.join(plain_secrets)}")
-    files = secret_files(docs, pod, container)
     paths = [e["value"] for e in env if e["name"].endswith("_FILE") and "value" in e]
     missing = [p for p in paths if p not in files]
     check(not missing, f"{where}: the {len(paths)} files its variables name are keys of a mounted Secret",
           f"not mounted: {', '.join(missing)}")
-    return workload, container, files
 
 
 def free_port():
@@ -177,9 +181,9 @@ def get(url):
         return None
 
 
-def boot(parq, docs, known):
-    deployment, server, server_files = check_workload("boot", docs, "Deployment", "parq", known)
-    job, migrate, migrate_files = check_workload("boot", docs, "Job", "parq-migrate", known)
+def boot(parq, docs):
+    deployment, server, server_files = workload_of(docs, "Deployment", "parq")
+    _, migrate, migrate_files = workload_of(docs, "Job", "parq-migrate")
     pod = deployment["spec"]["template"]["spec"]
     senv = {e["name"]: e.get("value") for e in server.get("env", [])}
     pause = server.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
@@ -258,7 +262,7 @@ def main():
         docs = render(overlay)
         check_workload(overlay, docs, "Deployment", "parq", known)
         check_workload(overlay, docs, "Job", "parq-migrate", known)
-    boot(parq, render("overlays/production"), known)
+    boot(parq, render("overlays/production"))
     print(f"{results['passed']} passed, {results['failed']} failed")
     sys.exit(1 if results["failed"] else 0)
 
