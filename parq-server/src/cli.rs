@@ -1,4 +1,4 @@
-//! The command line: `parq serve`, `parq migrate`, `parq backup`, `parq openapi`; the pass
+//! The command line: `parq serve`, `parq migrate`, `parq backup`, `parq openapi`, `parq config keys`; the pass
 //! keyring (`parq keys generate|rotate|retire|list`); operators and their API keys against the
 //! configured store (`parq operator create`, `parq key create|list|revoke`).
 
@@ -94,6 +94,11 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// About the configuration itself.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,9 +186,24 @@ enum KeyCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Lists every configuration key, one a line: the key, its kind (`string`, `integer`,
+    /// `boolean`, `secret`) and the `PARQ_*` variables that set it (a secret's also from the
+    /// file `PARQ_<KEY>_FILE` names). Other `PARQ_*` variables are not read.
+    Keys,
+}
+
 /// Runs the command line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Reads no configuration: it describes it.
+    if let Command::Config { what: ConfigCommand::Keys } = &cli.command {
+        for (key, kind) in crate::config::keys() {
+            println!("{key}\t{kind}\t{}", crate::config::env_names(key).join(" "));
+        }
+        return ExitCode::SUCCESS;
+    }
     let mut flags: Vec<(&str, String)> = Vec::new();
     match &cli.command {
         Command::Migrate { data_dir: Some(d) }
@@ -237,6 +257,7 @@ pub fn main() -> ExitCode {
         Command::Keys { .. } => ExitCode::SUCCESS,
         Command::Operator { command, .. } => admin(&config, Admin::Operator(command)),
         Command::Key { command, .. } => admin(&config, Admin::Key(command)),
+        Command::Config { .. } => ExitCode::SUCCESS,
         Command::Migrate { .. } => {
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,

@@ -41,6 +41,9 @@
 //! | `map_tile_url` | — | an XYZ raster tile template drawn under the map's layers (`…/{z}/{x}/{y}.png`) |
 //! | `public_parking_file` | — | GeoJSON points of free public parking, shown as a layer on the map (the demo has its own) |
 //!
+//! `parq config keys` lists every key with its kind and the `PARQ_*` variables that set it;
+//! other `PARQ_*` variables are not read (a deployment's manifests can be checked against it).
+//!
 //! On SQLite (the default) everything the server keeps is in that one file: `parq backup FILE`
 //! copies it with SQLite's online backup while the server runs, and
 //! `sqlite3 -readonly <data dir>/parq.db` opens it to look (`.tables`,
@@ -273,6 +276,32 @@ const KEYS: &[(&str, Kind)] = &[
     ("map_tile_url", Kind::Str),
     ("public_parking_file", Kind::Str),
 ];
+
+/// Every key the loader knows, with its kind (`string`, `integer`, `boolean`, `secret`), in the
+/// order of the table above. A secret is also read from the file its `<key>_file` names.
+/// `parq config keys` prints them with their `PARQ_*` variables.
+pub fn keys() -> impl Iterator<Item = (&'static str, &'static str)> {
+    KEYS.iter().map(|(key, kind)| {
+        let kind = match kind {
+            Kind::Str => "string",
+            Kind::Int => "integer",
+            Kind::Bool => "boolean",
+            Kind::Secret => "secret",
+        };
+        (*key, kind)
+    })
+}
+
+/// The `PARQ_*` variables the loader reads for `key`: `PARQ_<KEY>`, and for a secret also
+/// `PARQ_<KEY>_FILE`. Any other `PARQ_*` variable is not read (it may be another program's).
+pub fn env_names(key: &str) -> Vec<String> {
+    let var = format!("PARQ_{}", key.to_ascii_uppercase());
+    match kind_of(key) {
+        Some(Kind::Secret) => vec![var.clone(), format!("{var}_FILE")],
+        Some(_) => vec![var],
+        None => Vec::new(),
+    }
+}
 
 fn kind_of(key: &str) -> Option<Kind> {
     KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind)
@@ -595,6 +624,42 @@ mod tests {
         assert!(err.to_string().contains("rate_ip"), "{err}");
         std::fs::write(&file, "nonsense = 1\n").unwrap();
         assert!(Config::load(Some(&file), env(&[]), &[]).is_err(), "unknown keys are refused");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn every_key_is_listed_with_the_variables_that_set_it() {
+        let listed: Vec<_> = keys().collect();
+        assert_eq!(listed.len(), KEYS.len());
+        assert!(listed.contains(&("rate_ip", "integer")) && listed.contains(&("store_url", "secret")));
+        assert_eq!(env_names("store_url"), ["PARQ_STORE_URL", "PARQ_STORE_URL_FILE"]);
+        assert_eq!(env_names("bind"), ["PARQ_BIND"]);
+        assert!(env_names("nonsense").is_empty());
+        // Each listed variable is one the loader reads: setting it changes the configuration (or
+        // is refused), where an unknown one changes nothing.
+        assert_eq!(Config::load(None, env(&[("PARQ_NONSENSE", "1")]), &[]).unwrap(), Config::default());
+        let dir = std::env::temp_dir().join(format!("parq-config-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "s7\n").unwrap();
+        let defaults = Config::load(None, env(&[]), &[]).unwrap();
+        for (key, kind) in keys() {
+            for var in env_names(key) {
+                let value = match (kind, key) {
+                    (_, _) if var.ends_with("_FILE") => secret.to_str().unwrap(),
+                    ("integer", _) => "7",
+                    ("boolean", _) => "false",
+                    (_, "bind") => "127.0.0.1:7",
+                    (_, "log_format") => "text",
+                    (_, "map_style_url" | "map_tile_url") => "/m7",
+                    _ => "s7",
+                };
+                // A value the key's checks refuse is read too: unknown variables are never refused.
+                if let Ok(c) = Config::load(None, env(&[(var.as_str(), value)]), &[]) {
+                    assert_ne!(c, defaults, "{var}={value} is read");
+                }
+            }
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -86,3 +86,24 @@ fn migrate_on_memory_and_unusable_backends_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stripe_secret_key"));
 }
+
+#[test]
+fn config_keys_lists_every_key_and_its_variables_without_reading_the_configuration() {
+    // A configuration that would not load does not stop it: it reads none.
+    let out = Command::new(PARQ).args(["config", "keys"]).env("PARQ_RATE_IP", "lots").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert!(lines.iter().all(|l| l.len() == 3), "key, kind, variables: {text}");
+    assert!(lines.contains(&vec!["store_url", "secret", "PARQ_STORE_URL PARQ_STORE_URL_FILE"]), "{text}");
+    assert!(lines.contains(&vec!["shutdown_grace_secs", "integer", "PARQ_SHUTDOWN_GRACE_SECS"]), "{text}");
+    assert!(lines.contains(&vec!["bind", "string", "PARQ_BIND"]), "{text}");
+    // What it lists is what `serve` reads: a listed variable with a wrong value stops it.
+    let out = Command::new(PARQ)
+        .args(["serve", "--memory"])
+        .env("PARQ_SHUTDOWN_GRACE_SECS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shutdown_grace_secs"));
+}

@@ -179,3 +179,27 @@ async fn checkout_and_a_signed_stripe_webhook_confirm_the_reservation() {
     .await;
     s.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_provider_that_does_not_answer_is_reported_but_leaves_the_replica_ready() {
+    let b = Backing::new().await;
+    let mut config = b.config();
+    config.gateway = "stripe".into();
+    config.stripe_secret_key = Some("sk_test_parq".into());
+    config.webhook_secret = Some(WEBHOOK_SECRET.into());
+    // Nothing listens on port 1.
+    config.stripe_api_base = Some("http://127.0.0.1:1".into());
+    b.migrate(&config).await;
+    let s = common::start_with(config).await;
+    let ready = expect(s.get("/readyz", None).await, StatusCode::OK).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["backends"]["gateway"]["adapter"], "stripe", "{ready}");
+    assert_eq!(ready["backends"]["gateway"]["up"], false, "{ready}");
+    assert_eq!(ready["backends"]["store"]["up"], true, "{ready}");
+    let metrics = s.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.contains("gateway") && l.contains("stripe") && l.ends_with(" 0")),
+        "the gateway is down in the metrics too"
+    );
+    s.running.shutdown().await;
+}

@@ -87,11 +87,22 @@ pub async fn check_backends(s: &AppState) -> (bool, Value) {
     let mut results = vec![
         ("store", names.store, probe(s.engine.store().lots_in(&tiny)).await),
         ("accounts", names.accounts, probe(s.accounts.ping()).await),
-        ("gateway", names.gateway, probe(s.engine.gateway().retrieve("pi_readiness_probe")).await),
     ];
+    let mut extra = serde_json::Map::new();
+    // The payment provider: reported, but one that does not answer does not make the replica
+    // unready. Every replica shares it, so its outage would take them all out of the load
+    // balancer, where browsing, holds and gate scans work without it (checkouts fail alone).
+    let paid = probe(s.engine.gateway().retrieve("pi_readiness_probe")).await;
+    s.metrics.backend("gateway", names.gateway, paid.is_ok());
+    extra.insert(
+        "gateway".into(),
+        match paid {
+            Ok(()) => json!({ "adapter": names.gateway, "up": true }),
+            Err(e) => json!({ "adapter": names.gateway, "up": false, "error": e }),
+        },
+    );
     // Redis behind the failover lock: its health is reported, but a Redis that is down, slow
     // or being rebuilt does not make the replica unready, since holds then go to the store.
-    let mut extra = serde_json::Map::new();
     if let Some(r) = &s.backends.redis {
         let health = r.health.state();
         s.metrics.backend("lock", names.lock, health == parq_redis::Health::Warm);
@@ -178,7 +189,7 @@ pub struct Readiness {
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadyStatus {
-    /// Every backend answers.
+    /// Every backend the replica needs answers.
     Ready,
     /// A backend does not answer.
     Unavailable,
@@ -205,7 +216,9 @@ pub struct BackendHealth {
     latency_ms: Option<f64>,
 }
 
-/// Readiness: every backend answers.
+/// Readiness: every backend the replica needs answers.
+///
+/// Redis and the payment provider are reported, but do not make the replica unready.
 #[utoipa::path(
     get,
     path = "/readyz",
