@@ -65,6 +65,11 @@ pub const STORE: Migrations<'static> = Migrations {
     list: &[
         Migration { version: 1, name: "init", sql: include_str!("../migrations/0001_init.sql") },
         Migration { version: 2, name: "gate_scans", sql: include_str!("../migrations/0002_gate_scans.sql") },
+        Migration {
+            version: 4,
+            name: "event_relay",
+            sql: include_str!("../migrations/0004_event_relay.sql"),
+        },
     ],
 };
 

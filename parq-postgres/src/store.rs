@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Object, Pool, Transaction};
+use futures_util::future::OptionFuture;
 use jiff::Timestamp;
 use parq_core::{
     Capabilities, ConflictReason, Error, Event, EventKind, GateSession, GeoBox, HoldRequest, HoldTarget,
@@ -37,6 +38,9 @@ struct Inner {
     schema: String,
     channel: String,
     sql: Sql,
+    /// The last queue position the relay saw: it numbers only events queued before its
+    /// previous pass, leaving fresh ones to their writers.
+    relay_seen: std::sync::atomic::AtomicI64,
 }
 
 impl fmt::Debug for PgStore {
@@ -60,7 +64,15 @@ impl PgStore {
     /// Every statement names the schema, so the pool's connections need no `search_path`.
     pub fn new(pool: Pool, schema: impl Into<String>) -> Self {
         let schema = schema.into();
-        Self { inner: Arc::new(Inner { pool, channel: channel_of(&schema), sql: Sql::new(&schema), schema }) }
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                channel: channel_of(&schema),
+                sql: Sql::new(&schema),
+                schema,
+                relay_seen: std::sync::atomic::AtomicI64::new(0),
+            }),
+        }
     }
 
     /// Creates the schema and applies the migrations (`migrations/*.sql`) it lacks, once
@@ -83,23 +95,6 @@ impl PgStore {
     /// The `LISTEN`/`NOTIFY` channel on which every committed event is announced.
     pub fn channel(&self) -> &str {
         &self.inner.channel
-    }
-
-    /// Not part of the API: the text of a statement of the hold and update paths, so the
-    /// benchmark can run exactly the same SQL through `pgbench`.
-    #[doc(hidden)]
-    pub fn statement(&self, name: &str) -> Option<&str> {
-        let sql = self.sql();
-        Some(match name {
-            "lot_owner" => &sql.lot_owner,
-            "lock_spot" => &sql.lock_spot,
-            "overlapping" => &sql.overlapping,
-            "insert_hold" => &sql.insert_hold,
-            "lock_spot_of" => &sql.lock_spot_of,
-            "reservation" => &sql.reservation,
-            "write_update" => &sql.write_update,
-            _ => return None,
-        })
     }
 
     async fn client(&self) -> Result<Object> {
@@ -126,6 +121,32 @@ async fn execute(c: &impl GenericClient, sql: &str, params: &[Param<'_>]) -> Res
     Ok(c.execute(&st, params).await?)
 }
 
+/// From the rows of the overlap check: `None` when a live reservation blocks, else the lapsed
+/// holds to retire.
+fn free_of(rows: &[Row]) -> Result<Option<Vec<Uuid>>> {
+    let mut lapsed = Vec::new();
+    for row in rows {
+        let is_lapsed: bool = row.try_get(1).map_err(PgError::Db)?;
+        if !is_lapsed {
+            return Ok(None);
+        }
+        lapsed.push(row.try_get(0).map_err(PgError::Db)?);
+    }
+    Ok(Some(lapsed))
+}
+
+/// Runs a write's last statement and commits in one round trip: `COMMIT` is sent behind the
+/// statement, and ends the transaction either way (a failed statement makes it a rollback).
+async fn commit_with(tx: Transaction<'_>, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, PgError> {
+    let st = tx.prepare_cached(sql).await?;
+    let (rows, commit) = futures_util::join!(tx.query(&st, params), tx.batch_execute("COMMIT"));
+    // The transaction is over; dropping the handle would send a needless `ROLLBACK`.
+    std::mem::forget(tx);
+    let rows = rows?;
+    commit?;
+    Ok(rows)
+}
+
 /// Takes a connection out of the pool after a failure that may have broken it (a terminated
 /// backend is often noticed only by the next query), so the retry gets a healthy one.
 fn discard_if_broken<T>(client: Object, result: &Result<T>) {
@@ -144,7 +165,7 @@ fn user_key(user: UserId) -> i64 {
     i64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]) ^ 0x7061_7271_7573_6572
 }
 
-/// Events recorded by one write, as the columns the outbox statement takes.
+/// Events recorded by one write, as the columns the queueing statement takes.
 #[derive(Default)]
 struct Outbox {
     ids: Vec<Uuid>,
@@ -154,15 +175,11 @@ struct Outbox {
     starts: Vec<SystemTime>,
     ends: Vec<SystemTime>,
     states: Vec<&'static str>,
-    payloads: Vec<String>,
     events: Vec<Event>,
 }
 
 impl Outbox {
     fn push(&mut self, r: &Reservation, kind: EventKind, at: Timestamp) -> Result<()> {
-        let event = Event::of(r, kind, 0, at);
-        self.payloads
-            .push(serde_json::to_string(&event).map_err(|e| Error::invalid("event", e.to_string()))?);
         self.ids.push(r.id.0);
         self.kinds.push(rows::kind_str(kind));
         self.spots.push(r.spot.0);
@@ -170,37 +187,144 @@ impl Outbox {
         self.starts.push(sys(r.window.start())?);
         self.ends.push(sys(r.window.end())?);
         self.states.push(r.state.as_str());
-        self.events.push(event);
+        self.events.push(Event::of(r, kind, 0, at));
         Ok(())
     }
 
     /// The parameters of [`crate::sql`]'s events tail.
-    fn params<'a>(&'a self, lot: &'a Uuid, at: &'a SystemTime, channel: &'a String) -> [Param<'a>; 11] {
-        [
-            &self.ids,
-            lot,
-            at,
-            &self.kinds,
-            &self.spots,
-            &self.users,
-            &self.starts,
-            &self.ends,
-            &self.states,
-            &self.payloads,
-            channel,
-        ]
+    fn params<'a>(&'a self, lot: &'a Uuid, at: &'a SystemTime) -> [Param<'a>; 9] {
+        [&self.ids, lot, at, &self.kinds, &self.spots, &self.users, &self.starts, &self.ends, &self.states]
     }
 
-    /// The events, numbered by the rows the statement returned.
-    fn numbered(mut self, rows: &[Row]) -> Result<Vec<Event>> {
+    /// The events and their queue positions, from the rows the statement returned.
+    fn queued(self, lot: Uuid, rows: &[Row]) -> Result<Queued> {
         if rows.len() != self.events.len() {
-            return Err(PgError::malformed("outbox", "the lot's sequence counter is missing").into());
+            return Err(PgError::malformed("outbox", "an event was not queued").into());
         }
-        for (e, row) in self.events.iter_mut().zip(rows) {
-            let seq: i64 = row.try_get(0).map_err(PgError::Db)?;
-            e.seq = u64::try_from(seq).map_err(|e| PgError::malformed("sequence number", e))?;
+        let positions = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>().map_err(PgError::Db)?;
+        Ok(Queued { lot, positions, events: self.events })
+    }
+}
+
+/// Events a committed write queued, to be numbered.
+struct Queued {
+    lot: Uuid,
+    positions: Vec<i64>,
+    events: Vec<Event>,
+}
+
+/// The notification statement: one `pg_notify` per payload, in order.
+const ANNOUNCE: &str =
+    "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS a(p, o) ORDER BY o";
+
+impl PgStore {
+    /// Numbers the queued events of `lot` (see `migrations/0004_event_relay.sql`) and announces
+    /// those this call numbered: every event gets its number from exactly one call, which
+    /// announces it. Returns the numbers of the queue positions `mine`.
+    async fn number_lot(&self, client: &Object, lot: Uuid, mine: &[i64]) -> Result<Vec<(i64, u64)>> {
+        let rows = query(client, &self.sql().number, &[&lot, &mine]).await?;
+        let mut fresh = Vec::new();
+        let mut numbers = Vec::with_capacity(mine.len());
+        for row in &rows {
+            let n: i64 = row.try_get(10).map_err(PgError::Db)?;
+            let event = rows::event(row)?;
+            if mine.contains(&n) {
+                numbers.push((n, event.seq));
+            }
+            if row.try_get::<_, bool>(11).map_err(PgError::Db)? {
+                fresh.push(crate::notifier::payload(&event)?);
+            }
         }
-        Ok(self.events)
+        if !fresh.is_empty() {
+            self.announce(client, &fresh).await?;
+        }
+        Ok(numbers)
+    }
+
+    /// Sends notifications for numbered events in a transaction of their own that does not
+    /// wait for its WAL flush: the events are already durable, a lost notification is a gap
+    /// that subscribers fill from the outbox, and the database-wide lock a notifying commit
+    /// takes is then held for microseconds, not through a flush.
+    async fn announce(&self, client: &Object, payloads: &[String]) -> Result<()> {
+        let st = client.prepare_cached(ANNOUNCE).await.map_err(db)?;
+        // Sent together (one round trip); an error aborts the transaction, which COMMIT ends.
+        let params: [Param<'_>; 2] = [&self.inner.channel, &payloads];
+        let (begin, notify, commit) = futures_util::join!(
+            client.batch_execute("BEGIN; SET LOCAL synchronous_commit TO off"),
+            client.query(&st, &params),
+            client.batch_execute("COMMIT"),
+        );
+        begin.map_err(db)?;
+        notify.map_err(db)?;
+        commit.map_err(db)
+    }
+
+    /// After a write's commit: numbers its events and announces them. The write is durable
+    /// whatever happens here, so a failure is not the caller's error: its events stay queued
+    /// and the relay ([`relay`](Self::relay)) numbers and announces them; the caller then gets
+    /// no events to publish, and subscribers find them in the outbox.
+    async fn finish(&self, client: Object, reservation: Reservation, queued: Option<Queued>) -> Written {
+        let Some(q) = queued else {
+            return Written { reservation, events: Vec::new(), replayed: true };
+        };
+        let result = self.number_lot(&client, q.lot, &q.positions).await;
+        discard_if_broken(client, &result);
+        let events = match result {
+            Ok(numbers) if numbers.len() == q.positions.len() => {
+                let mut events = q.events;
+                for (e, n) in events.iter_mut().zip(&q.positions) {
+                    if let Some((_, seq)) = numbers.iter().find(|(m, _)| m == n) {
+                        e.seq = *seq;
+                    }
+                }
+                events
+            }
+            Ok(_) => {
+                tracing::warn!(lot = %q.lot, "queued events were not numbered; the relay numbers them");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, lot = %q.lot, "numbering events failed; the relay numbers them");
+                Vec::new()
+            }
+        };
+        Written { reservation, events, replayed: false }
+    }
+
+    /// The relay: numbers and announces the events that writers queued but did not number
+    /// (a writer that stopped between its commit and the numbering, or a numbering that
+    /// failed), lot by lot, under the lot's advisory lock, so every replica may run it. A pass
+    /// takes the events that were already queued at the previous pass, so writers number their
+    /// own; run it every second or so. Events it numbers are also published through `notifier`
+    /// when one is given. Returns how many events it numbered.
+    pub async fn relay(&self, notifier: Option<&parq_core::DynNotifier>) -> Result<usize> {
+        let client = self.client().await?;
+        let seen = self.inner.relay_seen.load(std::sync::atomic::Ordering::Relaxed);
+        let lots = query(&client, &self.sql().pending_lots, &[&seen]).await;
+        let last = query_opt(&client, &self.sql().last_queued, &[]).await;
+        let lots: Vec<Uuid> =
+            lots?.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>().map_err(PgError::Db)?;
+        if let Some(row) = last? {
+            let last: i64 = row.try_get(0).map_err(PgError::Db)?;
+            self.inner.relay_seen.store(last, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut done = 0;
+        for lot in lots {
+            let rows = query(&client, &self.sql().number, &[&lot, &Vec::<i64>::new()]).await?;
+            let events: Vec<Event> = rows.iter().map(rows::event).collect::<Result<_, _>>()?;
+            if events.is_empty() {
+                continue;
+            }
+            let payloads = events.iter().map(crate::notifier::payload).collect::<Result<Vec<_>>>()?;
+            self.announce(&client, &payloads).await?;
+            if let Some(n) = notifier {
+                if let Err(e) = n.publish(&events).await {
+                    tracing::warn!(error = %e, "could not publish relayed events");
+                }
+            }
+            done += events.len();
+        }
+        Ok(done)
     }
 }
 
@@ -213,6 +337,13 @@ impl PgStore {
         if query_opt(tx, &self.sql().claim, &[&claim.scope, &claim.key, &fp, &id]).await?.is_some() {
             return Ok(None);
         }
+        self.claimed(tx, claim).await.map(Some)
+    }
+
+    /// The reservation of a key claimed before, or `IdempotencyMismatch` when the request
+    /// differs.
+    async fn claimed(&self, tx: &Transaction<'_>, claim: &IdempotencyClaim) -> Result<Uuid> {
+        let fp: &[u8] = &claim.fingerprint;
         let row = query_opt(tx, &self.sql().claimed, &[&claim.scope, &claim.key])
             .await?
             .ok_or_else(|| Error::unavailable("an idempotency record vanished; retry", None))?;
@@ -220,14 +351,14 @@ impl PgStore {
         if stored != fp {
             return Err(Error::IdempotencyMismatch { key: claim.key.clone() });
         }
-        Ok(Some(row.try_get(1).map_err(PgError::Db)?))
+        Ok(row.try_get(1).map_err(PgError::Db)?)
     }
 
-    async fn replay(&self, c: &impl GenericClient, id: Uuid) -> Result<Written> {
+    async fn replay(&self, c: &impl GenericClient, id: Uuid) -> Result<Reservation> {
         let row = query_opt(c, &self.sql().reservation, &[&id])
             .await?
             .ok_or_else(|| Error::not_found(format!("reservation {id}")))?;
-        Ok(Written { reservation: rows::reservation(&row)?, events: Vec::new(), replayed: true })
+        Ok(rows::reservation(&row)?)
     }
 
     /// With the spot locked, the reservations blocking `window` at `now` (other than
@@ -241,15 +372,7 @@ impl PgStore {
         except: Uuid,
     ) -> Result<Option<Vec<Uuid>>> {
         let rows = query(tx, &self.sql().overlapping, &[&spot, &window.0, &window.1, &now, &except]).await?;
-        let mut lapsed = Vec::new();
-        for row in rows {
-            let is_lapsed: bool = row.try_get(1).map_err(PgError::Db)?;
-            if !is_lapsed {
-                return Ok(None);
-            }
-            lapsed.push(row.try_get(0).map_err(PgError::Db)?);
-        }
-        Ok(Some(lapsed))
+        free_of(&rows)
     }
 
     /// Marks lapsed holds expired, recording their events.
@@ -326,7 +449,12 @@ impl PgStore {
         Err(none_free())
     }
 
-    async fn hold_on(&self, client: &mut Object, req: HoldRequest, now: Timestamp) -> Result<Written> {
+    async fn hold_on(
+        &self,
+        client: &mut Object,
+        req: HoldRequest,
+        now: Timestamp,
+    ) -> Result<(Reservation, Option<Queued>)> {
         let HoldRequest { reservation: r, target, limits, lock_fence, idempotency } = req;
         if r.state != ReservationState::Held {
             return Err(Error::invalid("state", "a hold is inserted in state held"));
@@ -338,21 +466,62 @@ impl PgStore {
         let payment = r.payment.as_deref().map(rows::to_doc).transpose()?;
 
         let tx = client.transaction().await.map_err(db)?;
+        let sql = self.sql();
+        let (st_claim, st_owner, st_user, st_count, st_lock, st_overlap) = (
+            tx.prepare_cached(&sql.claim).await.map_err(db)?,
+            tx.prepare_cached(&sql.lot_owner).await.map_err(db)?,
+            tx.prepare_cached(&sql.lock_user).await.map_err(db)?,
+            tx.prepare_cached(&sql.count_holds).await.map_err(db)?,
+            tx.prepare_cached(&sql.lock_spot).await.map_err(db)?,
+            tx.prepare_cached(&sql.overlapping).await.map_err(db)?,
+        );
+        // Everything up to the decision is sent at once (one round trip); the server runs the
+        // statements in order, so the overlap check reads a snapshot taken after the spot's
+        // row lock was granted. Results are judged in the order the checks are defined.
+        let named = match &target {
+            HoldTarget::Spot(spot) => Some(spot.0),
+            HoldTarget::AnyOf(_) => None,
+        };
+        let ukey = user_key(r.user);
+        let nil = Uuid::nil();
+        let fingerprint: Option<&[u8]> = idempotency.as_ref().map(|c| &c.fingerprint[..]);
+        let p_claim: Option<[Param<'_>; 4]> = idempotency
+            .as_ref()
+            .zip(fingerprint.as_ref())
+            .map(|(c, fp)| [&c.scope as Param<'_>, &c.key, fp, &r.id.0]);
+        let p_owner: [Param<'_>; 1] = [&r.lot.0];
+        let p_user: [Param<'_>; 1] = [&ukey];
+        let p_count: [Param<'_>; 4] = [&r.user.0, &r.lot.0, &r.operator.0, &now_s];
+        let p_lock: Option<[Param<'_>; 2]> = named.as_ref().map(|s| [s as Param<'_>, &r.lot.0]);
+        let p_overlap: Option<[Param<'_>; 5]> =
+            named.as_ref().map(|s| [s as Param<'_>, &window.0, &window.1, &now_s, &nil]);
+        let (claimed, owner, user_lock, counts, spot_row, overlaps) = futures_util::join!(
+            OptionFuture::from(p_claim.as_ref().map(|p| tx.query_opt(&st_claim, p))),
+            tx.query_opt(&st_owner, &p_owner),
+            OptionFuture::from(limits.any().then(|| tx.query(&st_user, &p_user))),
+            OptionFuture::from(limits.any().then(|| tx.query_opt(&st_count, &p_count))),
+            OptionFuture::from(p_lock.as_ref().map(|p| tx.query_opt(&st_lock, p))),
+            OptionFuture::from(p_overlap.as_ref().map(|p| tx.query(&st_overlap, p))),
+        );
         if let Some(claim) = &idempotency {
-            if let Some(id) = self.claim(&tx, claim, r.id.0).await? {
-                return self.replay(&tx, id).await;
+            // A concurrent request with the same key waited in the claim until the first ended.
+            if claimed.transpose().map_err(db)?.flatten().is_none() {
+                let id = self.claimed(&tx, claim).await?;
+                return Ok((self.replay(&tx, id).await?, None));
             }
         }
-        let owner: Uuid = query_opt(&tx, &self.sql().lot_owner, &[&r.lot.0])
-            .await?
+        let owner: Uuid = owner
+            .map_err(db)?
             .ok_or_else(|| Error::not_found(format!("lot {}", r.lot)))?
             .try_get(0)
             .map_err(PgError::Db)?;
         if limits.any() {
             // One user's holds take turns here, so two cannot both pass the count.
-            query(&tx, &self.sql().lock_user, &[&user_key(r.user)]).await?;
-            let row = query_opt(&tx, &self.sql().count_holds, &[&r.user.0, &r.lot.0, &r.operator.0, &now_s])
-                .await?
+            user_lock.transpose().map_err(db)?;
+            let row = counts
+                .transpose()
+                .map_err(db)?
+                .flatten()
                 .ok_or_else(|| PgError::malformed("hold count", "no row"))?;
             let in_lot: i64 = row.try_get(0).map_err(PgError::Db)?;
             let in_op: i64 = row.try_get(1).map_err(PgError::Db)?;
@@ -374,12 +543,15 @@ impl PgStore {
                 // The spot's row lock serialises its holds (and its fence counter) before the
                 // exclusion constraint is involved, so contending holds queue instead of
                 // deadlocking inside the constraint.
-                let last: i64 = query_opt(&tx, &self.sql().lock_spot, &[&spot.0, &r.lot.0])
-                    .await?
+                let last: i64 = spot_row
+                    .transpose()
+                    .map_err(db)?
+                    .flatten()
                     .ok_or_else(|| Error::not_found(format!("spot {spot} in lot {}", r.lot)))?
                     .try_get(0)
                     .map_err(PgError::Db)?;
-                match self.check_free(&tx, spot.0, window, now_s, Uuid::nil()).await? {
+                let rows = overlaps.transpose().map_err(db)?.unwrap_or_default();
+                match free_of(&rows)? {
                     Some(lapsed) => (*spot, last, lapsed),
                     None => return Err(Error::spot_taken(*spot)),
                 }
@@ -416,19 +588,23 @@ impl PgStore {
             &created,
             &payment,
         ];
-        let tail = out.params(&stored.lot.0, &now_s, &self.inner.channel);
+        let tail = out.params(&stored.lot.0, &now_s);
         let params: Vec<Param<'_>> = head.into_iter().chain(tail).collect();
         let conflict = |e: PgError| match &target {
             HoldTarget::Spot(spot) => e.into_core(Some(*spot)),
             HoldTarget::AnyOf(_) => e.into_core(None),
         };
-        let rows = query(&tx, &self.sql().insert_hold, &params).await.map_err(conflict)?;
-        let events = out.numbered(&rows)?;
-        tx.commit().await.map_err(|e| conflict(PgError::Db(e)))?;
-        Ok(Written { reservation: stored, events, replayed: false })
+        let rows = commit_with(tx, &sql.insert_hold, &params).await.map_err(conflict)?;
+        let queued = out.queued(stored.lot.0, &rows)?;
+        Ok((stored, Some(queued)))
     }
 
-    async fn update_on(&self, client: &mut Object, u: Update, now: Timestamp) -> Result<Written> {
+    async fn update_on(
+        &self,
+        client: &mut Object,
+        u: Update,
+        now: Timestamp,
+    ) -> Result<(Reservation, Option<Queued>)> {
         let now = micros(now);
         let now_s = sys(now)?;
         if let Some(w) = &u.window {
@@ -437,18 +613,23 @@ impl PgStore {
         let tx = client.transaction().await.map_err(db)?;
         if let Some(claim) = &u.idempotency {
             if let Some(id) = self.claim(&tx, claim, u.id.0).await? {
-                return self.replay(&tx, id).await;
+                return Ok((self.replay(&tx, id).await?, None));
             }
         }
         // Every writer of a reservation holds its spot's row lock, so what is read next is
         // current until commit.
-        let spot_row = query_opt(&tx, &self.sql().lock_spot_of, &[&u.id.0])
-            .await?
-            .ok_or_else(|| Error::not_found(format!("reservation {}", u.id)))?;
+        // Both in one round trip: the read runs after the lock is granted.
+        let (st_lock, st_read) = (
+            tx.prepare_cached(&self.sql().lock_spot_of).await.map_err(db)?,
+            tx.prepare_cached(&self.sql().reservation).await.map_err(db)?,
+        );
+        let p_id: [Param<'_>; 1] = [&u.id.0];
+        let (spot_row, row) =
+            futures_util::join!(tx.query_opt(&st_lock, &p_id), tx.query_opt(&st_read, &p_id));
+        let spot_row =
+            spot_row.map_err(db)?.ok_or_else(|| Error::not_found(format!("reservation {}", u.id)))?;
         let last_fence: i64 = spot_row.try_get(1).map_err(PgError::Db)?;
-        let row = query_opt(&tx, &self.sql().reservation, &[&u.id.0])
-            .await?
-            .ok_or_else(|| Error::not_found(format!("reservation {}", u.id)))?;
+        let row = row.map_err(db)?.ok_or_else(|| Error::not_found(format!("reservation {}", u.id)))?;
         let cur = rows::reservation(&row)?;
         // The row is current until commit (its spot is locked): the core decides.
         let effective = u.check(cur.fence, cur.state, cur.hold_expires_at, now)?;
@@ -534,14 +715,13 @@ impl PgStore {
             &next.spot.0,
             &u.bump_fence,
         ];
-        let tail = out.params(&next.lot.0, &now_s, &self.inner.channel);
+        let tail = out.params(&next.lot.0, &now_s);
         let params: Vec<Param<'_>> = head.into_iter().chain(tail).collect();
         let spot = next.spot;
         let rows =
-            query(&tx, &self.sql().write_update, &params).await.map_err(|e| e.into_core(Some(spot)))?;
-        let events = out.numbered(&rows)?;
-        tx.commit().await.map_err(|e| PgError::Db(e).into_core(Some(spot)))?;
-        Ok(Written { reservation: next, events, replayed: false })
+            commit_with(tx, &self.sql().write_update, &params).await.map_err(|e| e.into_core(Some(spot)))?;
+        let queued = out.queued(next.lot.0, &rows)?;
+        Ok((next, Some(queued)))
     }
 
     async fn catalog_doc<T: serde::de::DeserializeOwned>(
@@ -643,15 +823,27 @@ impl ReservationStore for PgStore {
     async fn hold(&self, req: HoldRequest, now: Timestamp) -> Result<Written> {
         let mut client = self.client().await?;
         let result = self.hold_on(&mut client, req, now).await;
-        discard_if_broken(client, &result);
-        result
+        match result {
+            Ok((reservation, queued)) => Ok(self.finish(client, reservation, queued).await),
+            Err(e) => {
+                let result = Err(e);
+                discard_if_broken(client, &result);
+                result
+            }
+        }
     }
 
     async fn update(&self, u: Update, now: Timestamp) -> Result<Written> {
         let mut client = self.client().await?;
         let result = self.update_on(&mut client, u, now).await;
-        discard_if_broken(client, &result);
-        result
+        match result {
+            Ok((reservation, queued)) => Ok(self.finish(client, reservation, queued).await),
+            Err(e) => {
+                let result = Err(e);
+                discard_if_broken(client, &result);
+                result
+            }
+        }
     }
     async fn get(&self, id: ReservationId) -> Result<Reservation> {
         let client = self.client().await?;
