@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use deadpool_postgres::{GenericClient, Object, Pool, Transaction};
+use deadpool_postgres::{GenericClient, Object, Pool};
 use futures_util::future::OptionFuture;
 use jiff::Timestamp;
 use parq_core::{
@@ -137,14 +137,56 @@ fn free_of(rows: &[Row]) -> Result<Option<Vec<Uuid>>> {
 
 /// Runs a write's last statement and commits in one round trip: `COMMIT` is sent behind the
 /// statement, and ends the transaction either way (a failed statement makes it a rollback).
-async fn commit_with(tx: Transaction<'_>, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, PgError> {
+async fn commit_with(tx: &Object, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, PgError> {
     let st = tx.prepare_cached(sql).await?;
     let (rows, commit) = futures_util::join!(tx.query(&st, params), tx.batch_execute("COMMIT"));
-    // The transaction is over; dropping the handle would send a needless `ROLLBACK`.
-    std::mem::forget(tx);
     let rows = rows?;
     commit?;
     Ok(rows)
+}
+
+/// A pooled connection on which the store opens a transaction (`BEGIN` is sent together with
+/// the first statements, so it costs no round trip of its own). When the write's future is
+/// dropped before the transaction ends (its caller went away), the connection is closed, which
+/// rolls the transaction back, rather than returned to the pool in the middle of it.
+struct InTx {
+    client: Option<Object>,
+    open: std::cell::Cell<bool>,
+}
+
+impl InTx {
+    fn new(client: Object) -> Self {
+        Self { client: Some(client), open: std::cell::Cell::new(true) }
+    }
+
+    fn client(&self) -> &Object {
+        self.client.as_ref().expect("the connection is present until the guard ends")
+    }
+
+    /// The connection, once its transaction ended.
+    fn done(mut self) -> Object {
+        self.open.set(false);
+        self.client.take().expect("the connection is present until the guard ends")
+    }
+
+    /// Ends the transaction after a failed write. A connection that failed retryably, or whose
+    /// `ROLLBACK` fails, is closed instead (a terminated backend is often noticed only by the
+    /// next query), so the retry gets a healthy one.
+    async fn abort(self, e: &Error) {
+        if !e.is_retryable() && self.client().batch_execute("ROLLBACK").await.is_ok() {
+            self.open.set(false);
+        }
+    }
+}
+
+impl Drop for InTx {
+    fn drop(&mut self) {
+        if self.open.get() {
+            if let Some(c) = self.client.take() {
+                drop(Object::take(c));
+            }
+        }
+    }
 }
 
 /// Takes a connection out of the pool after a failure that may have broken it (a terminated
@@ -331,7 +373,7 @@ impl PgStore {
 impl PgStore {
     /// Claims an idempotency key in the transaction: `None` when it is new (the claim commits
     /// with the change, or vanishes with it), `Some(id)` for a repeated request.
-    async fn claim(&self, tx: &Transaction<'_>, claim: &IdempotencyClaim, id: Uuid) -> Result<Option<Uuid>> {
+    async fn claim(&self, tx: &Object, claim: &IdempotencyClaim, id: Uuid) -> Result<Option<Uuid>> {
         let fp: &[u8] = &claim.fingerprint;
         // A concurrent request with the same key waits here until the first one ends.
         if query_opt(tx, &self.sql().claim, &[&claim.scope, &claim.key, &fp, &id]).await?.is_some() {
@@ -342,7 +384,7 @@ impl PgStore {
 
     /// The reservation of a key claimed before, or `IdempotencyMismatch` when the request
     /// differs.
-    async fn claimed(&self, tx: &Transaction<'_>, claim: &IdempotencyClaim) -> Result<Uuid> {
+    async fn claimed(&self, tx: &Object, claim: &IdempotencyClaim) -> Result<Uuid> {
         let fp: &[u8] = &claim.fingerprint;
         let row = query_opt(tx, &self.sql().claimed, &[&claim.scope, &claim.key])
             .await?
@@ -365,7 +407,7 @@ impl PgStore {
     /// `except`): `None` when a live one blocks, else the lapsed holds to retire.
     async fn check_free(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Object,
         spot: Uuid,
         window: (SystemTime, SystemTime),
         now: SystemTime,
@@ -376,13 +418,7 @@ impl PgStore {
     }
 
     /// Marks lapsed holds expired, recording their events.
-    async fn retire(
-        &self,
-        tx: &Transaction<'_>,
-        lapsed: &[Uuid],
-        now: Timestamp,
-        out: &mut Outbox,
-    ) -> Result<()> {
+    async fn retire(&self, tx: &Object, lapsed: &[Uuid], now: Timestamp, out: &mut Outbox) -> Result<()> {
         if lapsed.is_empty() {
             return Ok(());
         }
@@ -398,7 +434,7 @@ impl PgStore {
     /// full lot because of a spot that another transaction merely touched.
     async fn pick(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Object,
         lot: LotId,
         candidates: &[SpotId],
         window: (SystemTime, SystemTime),
@@ -451,7 +487,7 @@ impl PgStore {
 
     async fn hold_on(
         &self,
-        client: &mut Object,
+        tx: &Object,
         req: HoldRequest,
         now: Timestamp,
     ) -> Result<(Reservation, Option<Queued>)> {
@@ -465,7 +501,6 @@ impl PgStore {
         let lock_fence = lock_fence.map(fence_i64).transpose()?;
         let payment = r.payment.as_deref().map(rows::to_doc).transpose()?;
 
-        let tx = client.transaction().await.map_err(db)?;
         let sql = self.sql();
         let (st_claim, st_owner, st_user, st_count, st_lock, st_overlap) = (
             tx.prepare_cached(&sql.claim).await.map_err(db)?,
@@ -495,7 +530,8 @@ impl PgStore {
         let p_lock: Option<[Param<'_>; 2]> = named.as_ref().map(|s| [s as Param<'_>, &r.lot.0]);
         let p_overlap: Option<[Param<'_>; 5]> =
             named.as_ref().map(|s| [s as Param<'_>, &window.0, &window.1, &now_s, &nil]);
-        let (claimed, owner, user_lock, counts, spot_row, overlaps) = futures_util::join!(
+        let (begin, claimed, owner, user_lock, counts, spot_row, overlaps) = futures_util::join!(
+            tx.batch_execute("BEGIN"),
             OptionFuture::from(p_claim.as_ref().map(|p| tx.query_opt(&st_claim, p))),
             tx.query_opt(&st_owner, &p_owner),
             OptionFuture::from(limits.any().then(|| tx.query(&st_user, &p_user))),
@@ -503,11 +539,14 @@ impl PgStore {
             OptionFuture::from(p_lock.as_ref().map(|p| tx.query_opt(&st_lock, p))),
             OptionFuture::from(p_overlap.as_ref().map(|p| tx.query(&st_overlap, p))),
         );
+        begin.map_err(db)?;
         if let Some(claim) = &idempotency {
             // A concurrent request with the same key waited in the claim until the first ended.
             if claimed.transpose().map_err(db)?.flatten().is_none() {
-                let id = self.claimed(&tx, claim).await?;
-                return Ok((self.replay(&tx, id).await?, None));
+                let id = self.claimed(tx, claim).await?;
+                let replayed = self.replay(tx, id).await?;
+                tx.batch_execute("ROLLBACK").await.map_err(db)?;
+                return Ok((replayed, None));
             }
         }
         let owner: Uuid = owner
@@ -556,11 +595,11 @@ impl PgStore {
                     None => return Err(Error::spot_taken(*spot)),
                 }
             }
-            HoldTarget::AnyOf(candidates) => self.pick(&tx, r.lot, candidates, window, now_s).await?,
+            HoldTarget::AnyOf(candidates) => self.pick(tx, r.lot, candidates, window, now_s).await?,
         };
 
         let mut out = Outbox::default();
-        self.retire(&tx, &lapsed, now, &mut out).await?;
+        self.retire(tx, &lapsed, now, &mut out).await?;
         let fence = (last_fence + 1).max(lock_fence.unwrap_or(0));
         let stored = Reservation {
             spot,
@@ -601,7 +640,7 @@ impl PgStore {
 
     async fn update_on(
         &self,
-        client: &mut Object,
+        tx: &Object,
         u: Update,
         now: Timestamp,
     ) -> Result<(Reservation, Option<Queued>)> {
@@ -610,10 +649,12 @@ impl PgStore {
         if let Some(w) = &u.window {
             check_window(w)?;
         }
-        let tx = client.transaction().await.map_err(db)?;
+        tx.batch_execute("BEGIN").await.map_err(db)?;
         if let Some(claim) = &u.idempotency {
-            if let Some(id) = self.claim(&tx, claim, u.id.0).await? {
-                return Ok((self.replay(&tx, id).await?, None));
+            if let Some(id) = self.claim(tx, claim, u.id.0).await? {
+                let replayed = self.replay(tx, id).await?;
+                tx.batch_execute("ROLLBACK").await.map_err(db)?;
+                return Ok((replayed, None));
             }
         }
         // Every writer of a reservation holds its spot's row lock, so what is read next is
@@ -637,7 +678,7 @@ impl PgStore {
         let moved = window != cur.window;
         let open_session: Option<i64> = match &u.session {
             Some(SessionChange::Exit { .. }) => {
-                let open = query_opt(&tx, &self.sql().open_session, &[&u.id.0])
+                let open = query_opt(tx, &self.sql().open_session, &[&u.id.0])
                     .await?
                     .map(|r| r.try_get::<_, Option<i64>>(0))
                     .transpose()
@@ -654,10 +695,10 @@ impl PgStore {
         let mut out = Outbox::default();
         if u.needs_free_window(effective, moved) {
             let lapsed = self
-                .check_free(&tx, cur.spot.0, range, now_s, u.id.0)
+                .check_free(tx, cur.spot.0, range, now_s, u.id.0)
                 .await?
                 .ok_or_else(|| Error::spot_taken(cur.spot))?;
-            self.retire(&tx, &lapsed, now, &mut out).await?;
+            self.retire(tx, &lapsed, now, &mut out).await?;
         }
         let fence = if u.bump_fence { last_fence + 1 } else { fence_i64(cur.fence)? };
         let mut next = cur;
@@ -677,7 +718,7 @@ impl PgStore {
             Some(SessionChange::Enter(s)) => {
                 let exited = s.exited_at.map(sys).transpose()?;
                 execute(
-                    &tx,
+                    tx,
                     &self.sql().enter,
                     &[
                         &u.id.0,
@@ -694,7 +735,7 @@ impl PgStore {
                 .await?;
             }
             Some(SessionChange::Exit { at, gate, scan }) => {
-                execute(&tx, &self.sql().exit, &[&open_session, &sys(*at)?, gate, scan]).await?;
+                execute(tx, &self.sql().exit, &[&open_session, &sys(*at)?, gate, scan]).await?;
             }
             None => {}
         }
@@ -821,27 +862,23 @@ impl ReservationStore for PgStore {
     }
 
     async fn hold(&self, req: HoldRequest, now: Timestamp) -> Result<Written> {
-        let mut client = self.client().await?;
-        let result = self.hold_on(&mut client, req, now).await;
-        match result {
-            Ok((reservation, queued)) => Ok(self.finish(client, reservation, queued).await),
+        let tx = InTx::new(self.client().await?);
+        match self.hold_on(tx.client(), req, now).await {
+            Ok((reservation, queued)) => Ok(self.finish(tx.done(), reservation, queued).await),
             Err(e) => {
-                let result = Err(e);
-                discard_if_broken(client, &result);
-                result
+                tx.abort(&e).await;
+                Err(e)
             }
         }
     }
 
     async fn update(&self, u: Update, now: Timestamp) -> Result<Written> {
-        let mut client = self.client().await?;
-        let result = self.update_on(&mut client, u, now).await;
-        match result {
-            Ok((reservation, queued)) => Ok(self.finish(client, reservation, queued).await),
+        let tx = InTx::new(self.client().await?);
+        match self.update_on(tx.client(), u, now).await {
+            Ok((reservation, queued)) => Ok(self.finish(tx.done(), reservation, queued).await),
             Err(e) => {
-                let result = Err(e);
-                discard_if_broken(client, &result);
-                result
+                tx.abort(&e).await;
+                Err(e)
             }
         }
     }
