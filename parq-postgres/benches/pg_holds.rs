@@ -1,12 +1,12 @@
-//! Holds and confirms per second through `PgStore`, next to `pgbench` running the same SQL.
+//! Holds and confirms per second through `PgStore`, next to `pgbench` running the minimal
+//! correct hold and the minimal hold plus each statement ParQ adds, in the same run.
 //!
 //! `cargo bench -p parq-postgres --bench pg_holds` (PostgreSQL at `PARQ_TEST_PG_URL`, `pgbench`
-//! on the `PATH`). For each client count, both sides run against the same schema, emptied
-//! before each run; the pgbench scripts are generated from the store's own statement texts,
-//! with the parameters replaced by pgbench variables. Results go to standard output as the
-//! table in `BENCHMARKS.md`.
+//! on the `PATH`). For each client count the rows are measured back to back: the pgbench
+//! variants on the reference tables of `benches/pg-minimal-hold/` (in a schema of their own),
+//! then `PgStore` on a fresh store schema, each emptied before its run. Results go to standard
+//! output as the table in `BENCHMARKS.md`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,7 +30,29 @@ const SEEDED: u64 = 200_000;
 const SECONDS: u64 = 5;
 /// A prime coprime with `SPOTS` and `SEEDED`: `n * SPREAD` modulo either is a permutation.
 const SPREAD: u64 = 7919;
-const CLIENTS: [usize; 3] = [1, 8, 32];
+const CLIENTS: [usize; 2] = [8, 32];
+
+/// The reference: the spot's row lock, the insert under the exclusion constraint, commit.
+const MINIMAL: &str = include_str!("pg-minimal-hold/minimal.sql");
+const SCHEMA: &str = include_str!("pg-minimal-hold/schema.sql");
+const EXTRAS: &str = include_str!("pg-minimal-hold/extras.sql");
+
+/// The statements ParQ's write path adds to the minimal hold, one per variant (inserted before
+/// `COMMIT`): how much each costs on its own.
+const VARIANTS: [(&str, &str); 6] = [
+    ("minimal hold", ""),
+    (
+        "+ idempotency record",
+        "INSERT INTO idem (scope, key, fingerprint, res) VALUES ('bench', :s::text || '-' || :h::text, '\\x0102', :s) ON CONFLICT DO NOTHING;",
+    ),
+    ("+ fence", "UPDATE spots SET last_fence = last_fence + 1 WHERE id = :s;"),
+    (
+        "+ event row (queued)",
+        "INSERT INTO event_queue (lot, at, kind, spot, during) VALUES (:s % 64, now(), 'held', :s, tstzrange(now(), now() + interval '1 hour'));",
+    ),
+    ("+ lot counter row", "UPDATE lots SET last_seq = last_seq + 1 WHERE id = :s % 64;"),
+    ("+ pg_notify", "SELECT pg_notify('parq', 'x');"),
+];
 
 const OPERATOR: u64 = 1;
 const LOT: u64 = 2;
@@ -41,11 +63,6 @@ const SPOT: u64 = 5;
 /// Ids made from numbers, so pgbench can compute the same ones: `00000000-0000-000K-0000-<n>`.
 fn id(kind: u64, n: u64) -> Uuid {
     Uuid::from_u128((u128::from(kind) << 64) | u128::from(n))
-}
-
-/// The same id, as SQL over a pgbench variable.
-fn id_sql(kind: u64, var: &str) -> String {
-    format!("('00000000-0000-000{kind}-0000-' || lpad(to_hex(:{var}::bigint), 12, '0'))::uuid")
 }
 
 fn epoch() -> Timestamp {
@@ -72,142 +89,6 @@ fn payment() -> PaymentRef {
     }
 }
 
-/// Replaces `$n` parameters with SQL expressions.
-fn bind(sql: &str, params: &HashMap<usize, String>) -> String {
-    let mut out = String::with_capacity(sql.len() * 2);
-    let mut chars = sql.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) {
-            let mut end = i + 1;
-            while let Some((j, d)) = chars.peek().copied() {
-                if !d.is_ascii_digit() {
-                    break;
-                }
-                end = j + 1;
-                chars.next();
-            }
-            let n: usize = sql[i + 1..end].parse().unwrap();
-            out.push_str(params.get(&n).unwrap_or_else(|| panic!("no value for ${n}")));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// An SQL string literal for a pgbench script, where `:name` would be read as a variable: a
-/// colon before a letter gets a space (JSON allows it; `jsonb` drops it).
-fn literal(s: &str) -> String {
-    let mut out = String::from("'");
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => out.push_str("''"),
-            ':' if chars.peek().is_some_and(|d| d.is_ascii_alphabetic() || *d == '_') => out.push_str(": "),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
-
-/// The pgbench scripts: the statements of `PgStore::hold` (a named spot, no idempotency key,
-/// no limits) and of `PgStore::update` (held → confirmed), in the same transactions.
-fn scripts(store: &PgStore) -> (String, String) {
-    let st = |name| store.statement(name).unwrap();
-    let chan = literal(store.channel());
-    let start = "('2030-01-01T00:00:00Z'::timestamptz + make_interval(hours => :hour::int))".to_string();
-    let end = "('2030-01-01T00:00:00Z'::timestamptz + make_interval(hours => :hour::int + 1))".to_string();
-    let sample = |kind, state| {
-        let r = Reservation {
-            id: ReservationId(id(RESERVATION, 1)),
-            operator: OperatorId(id(OPERATOR, 0)),
-            lot: LotId(id(LOT, 1)),
-            spot: SpotId(id(SPOT, 1)),
-            user: UserId(id(USER, 1)),
-            window: window(1),
-            state,
-            fence: 1,
-            price: Money::new(200, Currency::EUR),
-            hold_expires_at: epoch(),
-            created_at: epoch(),
-            payment: None,
-        };
-        literal(&serde_json::to_string(&parq_core::Event::of(&r, kind, 0, epoch())).unwrap())
-    };
-    let (rid, lot, spot, usr) =
-        (id_sql(RESERVATION, "rid"), id_sql(LOT, "lot"), id_sql(SPOT, "spot"), id_sql(USER, "usr"));
-    let tail = |from: usize, kind: &str, payload: String| -> Vec<(usize, String)> {
-        vec![
-            (from, format!("ARRAY[{rid}]")),
-            (from + 1, lot.clone()),
-            (from + 2, "now()".into()),
-            (from + 3, format!("ARRAY['{kind}']")),
-            (from + 4, format!("ARRAY[{spot}]")),
-            (from + 5, format!("ARRAY[{usr}]")),
-            (from + 6, format!("ARRAY[{start}]")),
-            (from + 7, format!("ARRAY[{end}]")),
-            (from + 8, format!("ARRAY['{kind}']")),
-            (from + 9, format!("ARRAY[{payload}]")),
-            (from + 10, chan.clone()),
-        ]
-    };
-    let p = |v: Vec<(usize, String)>| v.into_iter().collect::<HashMap<_, _>>();
-    let nil = "'00000000-0000-0000-0000-000000000000'::uuid".to_string();
-    let mut insert = vec![
-        (1, rid.clone()),
-        (2, format!("'{}'::uuid", id(OPERATOR, 0))),
-        (3, lot.clone()),
-        (4, spot.clone()),
-        (5, usr.clone()),
-        (6, start.clone()),
-        (7, end.clone()),
-        (8, "1".into()),
-        (9, "200".into()),
-        (10, "'EUR'".into()),
-        (11, "now() + interval '10 minutes'".into()),
-        (12, "now()".into()),
-        (13, "NULL".into()),
-    ];
-    insert.extend(tail(14, "held", sample(EventKind::Held, ReservationState::Held)));
-    let hold = format!(
-        "\\set spot random(0, {last_spot})\n\\set lot :spot / {SPOTS_PER_LOT}\n\\set usr random(1, 1000000)\n\
-         \\set rid random(1, 281474976710655)\n\\set hour random(0, 60000000)\n\
-         BEGIN;\n{};\n{};\n{};\n{};\nCOMMIT;\n",
-        bind(st("lot_owner"), &p(vec![(1, lot.clone())])),
-        bind(st("lock_spot"), &p(vec![(1, spot.clone()), (2, lot.clone())])),
-        bind(
-            st("overlapping"),
-            &p(vec![(1, spot.clone()), (2, start.clone()), (3, end.clone()), (4, "now()".into()), (5, nil)])
-        ),
-        bind(st("insert_hold"), &p(insert)),
-        last_spot = SPOTS - 1,
-    );
-    let mut update = vec![
-        (1, rid.clone()),
-        (2, "'confirmed'".into()),
-        (3, start.clone()),
-        (4, end.clone()),
-        (5, "1".into()),
-        (6, "200".into()),
-        (7, "'EUR'".into()),
-        (8, "'9000-01-01T00:00:00Z'::timestamptz".into()),
-        (9, literal(&serde_json::to_string(&payment()).unwrap())),
-        (10, spot.clone()),
-        (11, "false".into()),
-    ];
-    update.extend(tail(12, "confirmed", sample(EventKind::Confirmed, ReservationState::Confirmed)));
-    let confirm = format!(
-        "\\set rid random(1, {SEEDED})\n\\set hour :rid\n\\set spot :rid % {SPOTS}\n\\set lot :spot / {SPOTS_PER_LOT}\n\
-         \\set usr :rid\n\
-         BEGIN;\n{};\n{};\n{};\nCOMMIT;\n",
-        bind(st("lock_spot_of"), &p(vec![(1, rid.clone())])),
-        bind(st("reservation"), &p(vec![(1, rid.clone())])),
-        bind(st("write_update"), &p(update)),
-    );
-    (hold, confirm)
-}
-
 async fn pool(size: usize) -> Pool {
     let config: tokio_postgres::Config = url().parse().unwrap();
     Pool::builder(Manager::new(config, NoTls)).max_size(size).build().unwrap()
@@ -220,7 +101,9 @@ async fn reset(store: &PgStore, seed: bool) {
     client
         .batch_execute(&format!(
             "TRUNCATE {s}.sessions, {s}.events, {s}.idempotency, {s}.reservations; \
-             UPDATE {s}.lots SET last_seq = 0; UPDATE {s}.spots SET last_fence = 0;"
+             UPDATE {s}.lots SET last_seq = 0; UPDATE {s}.spots SET last_fence = 0; \
+             DO $$ BEGIN IF to_regclass('{s}.event_queue') IS NOT NULL THEN \
+                 EXECUTE 'TRUNCATE {s}.event_queue'; END IF; END $$;"
         ))
         .await
         .unwrap();
@@ -284,7 +167,43 @@ where
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-fn pgbench(script: &str, clients: usize) -> f64 {
+/// A pgbench script: the minimal hold with `extra` before its `COMMIT`.
+fn variant(extra: &str) -> String {
+    if extra.is_empty() {
+        return MINIMAL.to_owned();
+    }
+    MINIMAL.replace("COMMIT;", &format!("{extra}\nCOMMIT;"))
+}
+
+/// Creates the reference tables in `schema`.
+async fn reference_schema(pool: &Pool, schema: &str) {
+    let client = pool.get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE EXTENSION IF NOT EXISTS btree_gist WITH SCHEMA public; CREATE SCHEMA \"{schema}\"; \
+             SET search_path TO \"{schema}\", public; {SCHEMA} {EXTRAS} RESET search_path;"
+        ))
+        .await
+        .unwrap();
+}
+
+/// Empties the reference tables.
+async fn reference_reset(pool: &Pool, schema: &str) {
+    let s = format!("\"{schema}\"");
+    let client = pool.get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "TRUNCATE {s}.res, {s}.idem, {s}.event_queue; UPDATE {s}.lots SET last_seq = 0; \
+             UPDATE {s}.spots SET last_fence = 0;"
+        ))
+        .await
+        .unwrap();
+    client.batch_execute(&format!("VACUUM ANALYZE {s}.res, {s}.spots, {s}.lots")).await.unwrap();
+}
+
+/// Runs `script` with pgbench (`-n -M prepared -c N -j min(N,2) -T 5`) on the tables of
+/// `schema`: transactions per second.
+fn pgbench(script: &str, clients: usize, schema: &str) -> f64 {
     let path = std::env::temp_dir().join(format!("parq_pgbench_{}.sql", std::process::id()));
     std::fs::write(&path, script).unwrap();
     let config: tokio_postgres::Config = url().parse().unwrap();
@@ -294,6 +213,7 @@ fn pgbench(script: &str, clients: usize) -> f64 {
         _ => "127.0.0.1".into(),
     };
     let out = std::process::Command::new("pgbench")
+        .env("PGOPTIONS", format!("-c search_path=\"{schema}\",public"))
         .args(["-n", "-M", "prepared", "-h", &host])
         .args(["-p", &config.get_ports().first().copied().unwrap_or(5432).to_string()])
         .args(["-U", config.get_user().unwrap_or("postgres")])
@@ -305,6 +225,7 @@ fn pgbench(script: &str, clients: usize) -> f64 {
         .expect("pgbench on the PATH");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_file(&path);
     assert!(out.status.success(), "pgbench failed:\n{stdout}\n{stderr}\nscript:\n{script}");
     assert!(
         stdout.contains("number of failed transactions: 0") || !stdout.contains("failed transactions"),
@@ -325,19 +246,24 @@ fn main() {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let schema = format!("parq_bench_{}", Uuid::new_v4().simple());
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(bench(&schema))));
+    let reference = format!("parq_bench_ref_{}", Uuid::new_v4().simple());
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(bench(&schema, &reference))));
     rt.block_on(async {
         let client = pool(1).await.get().await.unwrap();
-        client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await.unwrap();
+        for s in [&schema, &reference] {
+            client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{s}\" CASCADE")).await.unwrap();
+        }
     });
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
 }
 
-async fn bench(schema: &str) {
+async fn bench(schema: &str, reference: &str) {
     let store = PgStore::new(pool(*CLIENTS.iter().max().unwrap()).await, schema);
     store.migrate().await.expect("PostgreSQL at PARQ_TEST_PG_URL");
+    reference_schema(store.pool(), reference).await;
     let operator =
         Operator { id: OperatorId(id(OPERATOR, 0)), name: "Bench".into(), max_holds_per_user: None };
     store.put_operator(&operator).await.unwrap();
@@ -356,14 +282,20 @@ async fn bench(schema: &str) {
             store.put_spot(&spot).await.unwrap();
         }
     }
-    let (hold_script, confirm_script) = scripts(&store);
-    if std::env::var_os("PARQ_BENCH_PRINT_SCRIPTS").is_some() {
-        println!("-- hold.sql\n{hold_script}\n-- confirm.sql\n{confirm_script}");
-    }
-
-    println!("| operation | clients | PgStore (ops/s) | pgbench, same SQL (tps) | ratio |");
-    println!("|---|---:|---:|---:|---:|");
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average before: {}", load().trim());
+    println!("| clients | what | per second | × minimal hold |");
+    println!("|---:|---|---:|---:|");
     for &clients in &CLIENTS {
+        let mut minimal = 0.0;
+        for (name, extra) in VARIANTS {
+            reference_reset(store.pool(), reference).await;
+            let tps = pgbench(&variant(extra), clients, reference);
+            if extra.is_empty() {
+                minimal = tps;
+            }
+            println!("| {clients} | pgbench: {name} | {tps:.0} | {:.2} |", tps / minimal);
+        }
         let store_for_holds = store.clone();
         reset(&store, false).await;
         let ours = run(clients, move |n| {
@@ -398,9 +330,7 @@ async fn bench(schema: &str) {
             }
         })
         .await;
-        reset(&store, false).await;
-        let theirs = pgbench(&hold_script, clients);
-        println!("| hold | {clients} | {ours:.0} | {theirs:.0} | {:.2} |", ours / theirs);
+        println!("| {clients} | `PgStore::hold` | {ours:.0} | {:.2} |", ours / minimal);
 
         reset(&store, true).await;
         let store_for_confirms = store.clone();
@@ -426,9 +356,8 @@ async fn bench(schema: &str) {
             }
         })
         .await;
-        reset(&store, true).await;
-        let theirs = pgbench(&confirm_script, clients);
-        println!("| confirm | {clients} | {ours:.0} | {theirs:.0} | {:.2} |", ours / theirs);
+        println!("| {clients} | `PgStore::update` (confirm) | {ours:.0} | {:.2} |", ours / minimal);
     }
+    println!("load average after: {}", load().trim());
     store.pool().close();
 }

@@ -70,6 +70,11 @@ pub const STORE: Migrations<'static> = Migrations {
             name: "revocations",
             sql: include_str!("../migrations/0003_revocations.sql"),
         },
+        Migration {
+            version: 4,
+            name: "event_relay",
+            sql: include_str!("../migrations/0004_event_relay.sql"),
+        },
     ],
 };
 

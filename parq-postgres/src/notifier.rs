@@ -34,8 +34,10 @@ const SYNC: &str = "sync ";
 /// A [`Notifier`] on PostgreSQL `LISTEN`/`NOTIFY`, across every replica that shares the
 /// database.
 ///
-/// [`PgStore`](crate::PgStore) already announces each event with `pg_notify` in the
-/// transaction that records it, so listeners hear of it exactly when it commits. Hence
+/// [`PgStore`](crate::PgStore) already announces each event with `pg_notify` once it is
+/// committed and numbered (by its writer right after commit, or by the relay), so listeners
+/// hear of every event; notifications of different writes may arrive out of sequence order,
+/// which [`Engine::watch`](parq_core::Engine::watch) mends from the outbox. Hence
 /// [`publish`](Notifier::publish) does nothing unless a publishing pool is given with
 /// [`publishing_with`](Self::publishing_with) (for use with another store).
 ///

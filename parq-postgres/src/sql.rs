@@ -54,25 +54,26 @@ pub(crate) struct Sql {
     pub events: String,
     pub sessions: String,
     pub reservation_exists: String,
+    pub number: String,
+    pub pending_lots: String,
+    pub last_queued: String,
 }
 
-/// The tail shared by every write: it numbers the events from the lot's counter row (which
-/// stays locked until commit), stores them in the outbox and notifies listeners, all in the
-/// statement of the change. Parameters from `$b`: reservation ids, lot, at, kinds, spots,
-/// users, window starts, window ends, states, notification payloads, channel.
+/// The tail shared by every write: it stores the events in the queue of events awaiting their
+/// number, in the statement of the change, and returns their queue positions in order. No
+/// counter row is locked and nothing is notified here: the events are numbered and announced
+/// after commit ([`Sql::number`]). Parameters from `$b`: reservation ids, lot, at, kinds, spots,
+/// users, window starts, window ends, states.
 fn events_tail(q: &str, b: usize) -> String {
     let p = |i: usize| format!("${}", b + i);
     format!(
-        "seqs AS (UPDATE {q}.lots SET last_seq = last_seq + cardinality({ids}::uuid[]) WHERE id = {lot} \
-             RETURNING last_seq - cardinality({ids}::uuid[]) AS base), \
-         u AS (SELECT * FROM unnest({ids}::uuid[], {kinds}::text[], {spots}::uuid[], {users}::uuid[], \
-             {starts}::timestamptz[], {ends}::timestamptz[], {states}::text[], {payloads}::text[]) \
-             WITH ORDINALITY AS u(rid, kind, spot, usr, ws, we, state, payload, ord)), \
-         ev AS (INSERT INTO {q}.events (lot_id, seq, at, kind, reservation_id, spot_id, user_id, during, state) \
-             SELECT {lot}, seqs.base + u.ord, {at}, u.kind, u.rid, u.spot, u.usr, tstzrange(u.ws, u.we, '[)'), u.state \
-             FROM seqs, u) \
-         SELECT seqs.base + u.ord, pg_notify({chan}, (seqs.base + u.ord)::text || ' ' || u.payload) \
-         FROM seqs, u ORDER BY u.ord",
+        "ev AS (INSERT INTO {q}.event_queue (lot_id, at, kind, reservation_id, spot_id, user_id, during, state) \
+             SELECT {lot}, {at}, u.kind, u.rid, u.spot, u.usr, tstzrange(u.ws, u.we, '[)'), u.state \
+             FROM unnest({ids}::uuid[], {kinds}::text[], {spots}::uuid[], {users}::uuid[], \
+                 {starts}::timestamptz[], {ends}::timestamptz[], {states}::text[]) \
+                 WITH ORDINALITY AS u(rid, kind, spot, usr, ws, we, state, ord) \
+             ORDER BY u.ord RETURNING n) \
+         SELECT n FROM ev ORDER BY n",
         ids = p(0),
         lot = p(1),
         at = p(2),
@@ -82,8 +83,6 @@ fn events_tail(q: &str, b: usize) -> String {
         starts = p(6),
         ends = p(7),
         states = p(8),
-        payloads = p(9),
-        chan = p(10),
     )
 }
 
@@ -214,6 +213,9 @@ impl Sql {
                  WHERE owner_id = $1 ORDER BY n"
             ),
             reservation_exists: format!("SELECT 1 FROM {q}.reservations WHERE id = $1"),
+            number: format!("SELECT * FROM {q}.number_events($1, $2)"),
+            pending_lots: format!("SELECT DISTINCT lot_id FROM {q}.event_queue WHERE n <= $1"),
+            last_queued: format!("SELECT coalesce(max(n), 0) FROM {q}.event_queue"),
         }
     }
 }

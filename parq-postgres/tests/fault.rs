@@ -46,7 +46,7 @@ async fn terminated_hold_leaves_nothing_and_the_retry_lands_once() {
     let spec = f.named(UserId::new(), 0, f.window(2, 2));
 
     // Lock the lot's row: the hold claims its idempotency key, locks the spot, inserts the
-    // reservation and then waits on the lot (its foreign key and its event counter).
+    // reservation and then waits on the lot (its foreign key).
     blocker.batch_execute("BEGIN").await.unwrap();
     blocker
         .execute(&format!("SELECT 1 FROM \"{s}\".lots WHERE id = $1 FOR UPDATE"), &[&f.lot.id.0])
@@ -93,9 +93,10 @@ async fn terminated_confirm_leaves_the_hold_and_the_retry_confirms_once() {
     let paid = f.gateway.pay(&checkout.intent.id, true).unwrap();
     let webhook = f.gateway.sign(&paid, f.clock.now_ts());
 
+    // Lock the spot's row: the confirm claims the webhook's id and then waits for the spot.
     blocker.batch_execute("BEGIN").await.unwrap();
     blocker
-        .execute(&format!("SELECT 1 FROM \"{s}\".lots WHERE id = $1 FOR UPDATE"), &[&f.lot.id.0])
+        .execute(&format!("SELECT 1 FROM \"{s}\".spots WHERE id = $1 FOR UPDATE"), &[&r.spot.0])
         .await
         .unwrap();
     let engine = f.engine.clone();
@@ -123,6 +124,53 @@ async fn terminated_confirm_leaves_the_hold_and_the_retry_confirms_once() {
         count(&blocker, &format!("SELECT count(*) FROM \"{s}\".events WHERE kind = 'confirmed'")).await;
     assert_eq!(confirmed, 1, "one confirmation event");
     assert_eq!(f.store.get(r.id).await.unwrap().state, parq_core::ReservationState::Confirmed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_stopped_before_numbering_keeps_its_write_and_the_relay_numbers_its_event() {
+    let db = TestStore::new(4).await;
+    let f = Fixture::new(db.clone() as Arc<DynReservationStore>).await;
+    let s = db.schema().to_owned();
+    let blocker = common::connect("parq_fault_blocker").await;
+    let listener_app = format!("{s}_listen");
+    let notifier = PgNotifier::connect(common::config(&listener_app), db.store.channel()).await.unwrap();
+    let mut live = parq_core::Notifier::subscribe(&notifier, Some(f.lot.id)).await.unwrap();
+
+    // The hold commits; its events are numbered next, under the lot's row: hold that row.
+    blocker.batch_execute("BEGIN").await.unwrap();
+    let engine = f.engine.clone();
+    let spec = f.named(UserId::new(), 0, f.window(2, 1));
+    // The foreign key of the insert only shares the lot's row; the counter update needs it.
+    blocker
+        .execute(&format!("SELECT 1 FROM \"{s}\".lots WHERE id = $1 FOR NO KEY UPDATE"), &[&f.lot.id.0])
+        .await
+        .unwrap();
+    let first = tokio::spawn(async move { engine.hold(&spec, None).await });
+    let victim = waiting_backend(&blocker, &s).await;
+    blocker.execute("SELECT pg_terminate_backend($1)", &[&victim]).await.unwrap();
+    let r = first.await.unwrap().expect("the hold committed before the numbering was cut off");
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(f.store.get(r.id).await.unwrap().id, r.id, "the hold is stored");
+    let q = format!("SELECT count(*) FROM \"{s}\".event_queue");
+    assert_eq!(count(&blocker, &q).await, 1, "its event waits in the queue");
+    assert!(f.store.events(f.lot.id, 0, 10).await.unwrap().is_empty(), "unnumbered, so not yet readable");
+
+    // The relay takes what was queued before its previous pass, numbers and announces it.
+    assert_eq!(db.store.relay(None).await.unwrap(), 0, "a first pass leaves fresh events to their writers");
+    assert_eq!(db.store.relay(None).await.unwrap(), 1);
+    let events = f.store.events(f.lot.id, 0, 10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| (e.seq, e.kind, e.reservation)).collect::<Vec<_>>(),
+        [(1, EventKind::Held, r.id)]
+    );
+    assert_eq!(count(&blocker, &q).await, 0, "the queue is empty");
+    let heard = tokio::time::timeout(Duration::from_secs(10), live.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!((heard.seq, heard.reservation), (1, r.id), "listeners hear the relayed event");
+
+    // The next write of the lot continues the sequence.
+    let next = f.engine.hold(&f.named(UserId::new(), 1, f.window(2, 1)), None).await.unwrap();
+    let events = f.store.events(f.lot.id, 1, 10).await.unwrap();
+    assert_eq!(events.iter().map(|e| (e.seq, e.reservation)).collect::<Vec<_>>(), [(2, next.id)]);
 }
 
 async fn next(w: &mut parq_core::EventStream) -> parq_core::Result<parq_core::Event> {

@@ -429,4 +429,50 @@ async fn a_revocation_made_on_one_replica_reaches_gates_of_another_and_survives_
     let next = journeys::revocations(&a, &gate_key, v0 + 1).await;
     assert_eq!(next["revocations"][0]["version"].as_u64(), Some(v0 + 2), "{next}");
     assert_eq!(next["revocations"][0]["reservation"], json!(keep));
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_on_two_replicas_see_every_event_once_and_in_order_while_holds_go_through_both() {
+    let _turn = PROCESSES.lock().await;
+    let b = Backing::new().await;
+    let env = b.env();
+    production::migrate(&env);
+    let mut env_a = env.clone();
+    env_a.push(("PARQ_DEMO".into(), "true".into()));
+    let a = production::spawn(&["serve", "--bind", "127.0.0.1:0"], &env_a);
+    let mut env_b = env.clone();
+    env_b.push(("PARQ_DEMO".into(), "false".into()));
+    let pb = production::spawn(&["serve", "--bind", "127.0.0.1:0"], &env_b);
+    let http = reqwest::Client::new();
+    for u in [&a.url, &pb.url] {
+        let ready = production::until_warm(&http, u).await;
+        assert_eq!(ready["backends"]["notifier"]["adapter"], "redis+postgres", "{ready}");
+    }
+    let lot = parq_server::demo::lot_id("Limassol Old Port").to_string();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/live_two_replicas.py");
+    let args = [script.display().to_string(), a.url.clone(), pb.url.clone(), lot.clone()];
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new("python3").args(&args).output())
+        .await
+        .unwrap()
+        .expect("python3 runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the python-socketio clients failed: {text}\n{}", logs(&[&a, &pb]));
+    assert!(text.contains("all checks passed"), "{text}");
+
+    // The outbox agrees: every event of the lot is numbered, from 1 without gaps, none left queued.
+    let sql = b.sql().await;
+    let s = &b.schema;
+    let row = sql
+        .query_one(
+            &format!(
+                "SELECT count(*), coalesce(max(seq), 0), (SELECT count(*) FROM {s}.event_queue) \
+                 FROM {s}.events WHERE lot_id = $1"
+            ),
+            &[&uuid::Uuid::parse_str(&lot).unwrap()],
+        )
+        .await
+        .unwrap();
+    let (count, max, queued): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((count, queued), (max, 0), "gap-free numbers and an empty queue");
+    assert!(count >= 24, "at least the 24 holds' events: {count}");
+    drop((a, pb));
 }

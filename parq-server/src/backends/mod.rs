@@ -619,8 +619,8 @@ pub async fn migrate(config: &Config, mut progress: impl FnMut(String)) -> Resul
 }
 
 /// The workers the backends need, until `stop` turns true: the Redis health checker, the
-/// worker that rebuilds the lock from the store whenever Redis is cold, and (with Stripe)
-/// the reconciler of payments whose webhook is late.
+/// worker that rebuilds the lock from the store whenever Redis is cold, (on PostgreSQL) the
+/// outbox relay, and (with Stripe) the reconciler of payments whose webhook is late.
 pub fn spawn_workers(
     b: &Backends,
     engine: &Engine,
@@ -636,6 +636,10 @@ pub fn spawn_workers(
             checker.abort();
         }));
         tasks.push(tokio::spawn(rebuild_worker(r.clone(), b.store.clone(), stop.clone())));
+    }
+    if let Some(pg) = &b.postgres {
+        let store = PgStore::new(pg.pool.clone(), pg.schema.clone());
+        tasks.push(tokio::spawn(relay_worker(store, b.notifier.clone(), stop.clone())));
     }
     if b.gateway.is_stripe() {
         let engine = engine.clone();
@@ -655,6 +659,26 @@ pub fn spawn_workers(
         }));
     }
     tasks
+}
+
+/// How often the outbox relay looks for events that no writer numbered.
+const RELAY_EVERY: Duration = Duration::from_secs(1);
+
+/// The outbox relay: writers number and announce their own events right after commit; this
+/// takes over what a writer left queued (it stopped, or PostgreSQL failed in between), on any
+/// replica, one per lot at a time.
+async fn relay_worker(store: PgStore, notifier: Arc<DynNotifier>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RELAY_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match store.relay(Some(&*notifier)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "the relay numbered events a writer left queued"),
+            Err(e) => tracing::warn!(error = %e, "the outbox relay failed; it retries"),
+        }
+    }
 }
 
 /// Whenever Redis is cold (restarted empty, or back after an outage during which holds went
@@ -694,7 +718,7 @@ async fn rebuild_worker(r: Redis, store: Arc<DynReservationStore>, mut stop: wat
 
 /// The store's outbox as a notifier, connected on first subscription, so that building the
 /// backends does not connect (a replica starts while PostgreSQL is briefly away). Publishing
-/// is a no-op: `PgStore` announces its events in the transaction that writes them.
+/// is a no-op: `PgStore` announces its events itself, once each, when it numbers them.
 #[derive(Debug)]
 struct OutboxListener {
     target: postgres::PgTarget,

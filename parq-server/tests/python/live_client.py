@@ -135,4 +135,5 @@ async def main():
     print(f"live (python-socketio): {checks} checks passed")
 
 
-asyncio.run(main())
+if __name__ == "__main__":
+    asyncio.run(main())
