@@ -116,7 +116,8 @@ pub(crate) async fn resolve(state: &AppState, token: &str) -> Result<Option<Prin
     let Some(user) = state.accounts.user(session.user).await.map_err(Problem::from)? else {
         return Ok(None);
     };
-    let p = Principal::User { id: user.id, role: user.role, operator: user.operator, session: digest.clone() };
+    let p =
+        Principal::User { id: user.id, role: user.role, operator: user.operator, session: digest.clone() };
     state.auth_cache.put(&digest, &p, Some(session.expires_at));
     Ok(Some(p))
 }

@@ -192,7 +192,13 @@ pub(crate) fn run(
 /// answered alone; a failure of the transaction itself answers every request it carried with
 /// that failure (nothing of theirs was written), and the requests not yet tried go on in a new
 /// transaction.
-fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters, known: &mut Known, answer: &Answer) {
+fn commit_batch(
+    conn: &Connection,
+    batch: &mut Vec<Job>,
+    counters: &Counters,
+    known: &mut Known,
+    answer: &Answer,
+) {
     let mut todo: std::collections::VecDeque<Job> = batch.drain(..).collect();
     while !todo.is_empty() {
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -215,8 +221,11 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters, kn
                 break;
             }
             // A panic in one write is that write's failure, not the writer's end.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(conn, job.op, known)))
-                .unwrap_or_else(|_| Err(Error::backend("sqlite", "a write panicked; it was rolled back")));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(conn, job.op, known)))
+                    .unwrap_or_else(|_| {
+                        Err(Error::backend("sqlite", "a write panicked; it was rolled back"))
+                    });
             if conn.is_autocommit() {
                 // SQLite rolled the whole transaction back on its own (a full disk, an I/O
                 // error): this write is answered with its own error, which says why; the
@@ -233,7 +242,8 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters, kn
             let end = if result.is_ok() {
                 run_cached(conn, "RELEASE parq_write")
             } else {
-                run_cached(conn, "ROLLBACK TO parq_write").and_then(|()| run_cached(conn, "RELEASE parq_write"))
+                run_cached(conn, "ROLLBACK TO parq_write")
+                    .and_then(|()| run_cached(conn, "RELEASE parq_write"))
             };
             answered.push((job.reply, result));
             if let Err(e) = end {
@@ -573,8 +583,7 @@ fn spot_in_lot(conn: &Connection, known: &mut Known, spot: &SpotId, lot: &LotId)
         .and_then(|mut st| st.query_row([id(&spot.0)], |r| r.get(0)).optional())
         .sql()?;
     let Some(found) = found else { return Ok(false) };
-    let found =
-        LotId(uuid::Uuid::parse_str(&found).map_err(|e| Error::from(SqlError::malformed("id", e)))?);
+    let found = LotId(uuid::Uuid::parse_str(&found).map_err(|e| Error::from(SqlError::malformed("id", e)))?);
     known.spot_lot.insert(*spot, found);
     Ok(found == *lot)
 }
