@@ -19,6 +19,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::backends;
 pub use crate::backends::StartError;
+use crate::clientaddr::TrustedProxies;
 use crate::config::{Config, ConfigError};
 use crate::demo::{self, DemoInfo};
 use crate::http::MAX_BODY;
@@ -27,7 +28,7 @@ use crate::live::{self, Hub};
 use crate::metrics::Metrics;
 use crate::middleware;
 use crate::problem::{Problem, ProblemCode};
-use crate::ratelimit::Limiter;
+use crate::ratelimit::Limits;
 use crate::routes;
 use crate::state::{AppState, Inner};
 use crate::web::WebConfig;
@@ -98,9 +99,15 @@ impl App {
                 (b.names.accounts == "sqlite").then_some(crate::auth_cache::TTL),
             ),
             test_gateway: b.gateway.test().cloned(),
-            limit_ip: Limiter::new(config.rate_ip, config.rate_ip.saturating_mul(config.rate_burst)),
-            limit_user: Limiter::new(config.rate_user, config.rate_user.saturating_mul(config.rate_burst)),
-            limit_key: Limiter::new(config.rate_key, config.rate_key.saturating_mul(config.rate_burst)),
+            limits: Limits::new(
+                config.rate_ip,
+                config.rate_user,
+                config.rate_key,
+                config.rate_burst,
+                backends::limits(&config)?,
+            ),
+            trusted_proxies: TrustedProxies::parse(&config.trusted_proxies)
+                .map_err(|message| ConfigError::Invalid { key: "trusted_proxies".into(), message })?,
             backends: b,
             config,
             metrics: Metrics::default(),

@@ -27,6 +27,8 @@
 //! | `sweep_interval_secs`, `sweep_batch` | `5`, `500` | the expiry sweeper |
 //! | `rate_ip`, `rate_user`, `rate_key` | `50`, `20`, `200` | requests per second per IP, user, API key |
 //! | `rate_burst` | `4` | how many seconds of requests a bucket holds |
+//! | `limits_url` | `lock_url` when that is Redis, else `none` | where the rate limits' buckets are: `redis://…` (shared by every replica; per replica while Redis does not answer, which `/readyz` says) or `none` (per replica) |
+//! | `trusted_proxies` | empty (trust none) | comma-separated IPs and CIDR networks (`10.0.0.0/8, ::1`) of the reverse proxies whose `Forwarded` / `X-Forwarded-For` name the client, for the limits and the logs |
 //! | `log`, `log_format` | `info`, `json` | log filter (`info,parq_server=debug`) and format (`json`, `text`) |
 //! | `shutdown_grace_secs` | `30` | how long requests in flight may take to finish |
 //! | `map_style_url` | — | a MapLibre/Mapbox style for the web map (else a plain style without tiles) |
@@ -134,6 +136,8 @@ pub struct Config {
     pub rate_user: u32,
     pub rate_key: u32,
     pub rate_burst: u32,
+    pub limits_url: String,
+    pub trusted_proxies: String,
     pub log: String,
     pub log_format: String,
     pub shutdown_grace_secs: u64,
@@ -171,6 +175,8 @@ impl Default for Config {
             rate_user: 20,
             rate_key: 200,
             rate_burst: 4,
+            limits_url: String::new(),
+            trusted_proxies: String::new(),
             log: "info".into(),
             log_format: "json".into(),
             shutdown_grace_secs: 30,
@@ -216,6 +222,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("rate_user", Kind::Int),
     ("rate_key", Kind::Int),
     ("rate_burst", Kind::Int),
+    ("limits_url", Kind::Secret),
+    ("trusted_proxies", Kind::Str),
     ("log", Kind::Str),
     ("log_format", Kind::Str),
     ("shutdown_grace_secs", Kind::Int),
@@ -411,6 +419,9 @@ impl Config {
                 return Err(bad(key, "must be an http(s) URL or a path on this server"));
             }
         }
+        if let Err(message) = crate::clientaddr::TrustedProxies::parse(&self.trusted_proxies) {
+            return Err(bad("trusted_proxies", &message));
+        }
         if !matches!(self.log_format.as_str(), "json" | "text") {
             return Err(bad("log_format", "must be json or text"));
         }
@@ -509,6 +520,8 @@ mod tests {
             ("[bind]\nx = 1", "bind"),
             ("webhook_secret_file = \"/etc/hostname\"", "no files are read here"),
             ("log_format = \"xml\"", "log_format"),
+            ("trusted_proxies = \"10.0.0.0/8, proxy.internal\"", "proxy.internal"),
+            ("trusted_proxies = \"10.0.0.0/40\"", "trusted_proxies"),
         ] {
             let e = Config::from_toml_str(text).unwrap_err().to_string();
             assert!(e.contains(says), "{text:?}: {e}");

@@ -1,9 +1,9 @@
 //! HTTP helpers every layer may use: the W3C trace context of the request being handled, the
 //! client's address, and the largest body a request may have.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 
 use crate::accounts::secret;
 
@@ -66,9 +66,13 @@ fn parse_traceparent(v: &str) -> Option<(String, String)> {
     valid.then(|| (trace.to_owned(), flags.to_owned()))
 }
 
-/// The client's address (the peer; a proxy's headers are not trusted).
+/// The client's address: what the outermost middleware found (the peer, or the client a
+/// trusted proxy names; see [`crate::clientaddr`]), else the peer.
 pub fn client_ip(req: &Request) -> IpAddr {
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+    match req.extensions().get::<crate::clientaddr::ClientAddr>() {
+        Some(c) => c.0,
+        None => crate::clientaddr::peer(req.extensions()),
+    }
 }
 
 #[cfg(test)]

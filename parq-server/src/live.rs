@@ -32,7 +32,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use futures_util::StreamExt;
 use parq_core::{Event, LotId, UserId};
 use serde::{Deserialize, Serialize};
@@ -224,13 +223,9 @@ struct Driver(UserId);
 
 /// Connect middleware: the per-address rate limit, then the token when one is given.
 async fn admit(state: &Ctx, s: &SocketRef, auth: Option<serde_json::Value>) -> Result<(), Refused> {
-    let ip = s
-        .req_parts()
-        .extensions
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default();
-    if state.limit_ip.check(&format!("ip:{ip}")).is_err() {
+    let parts = s.req_parts();
+    let ip = state.trusted_proxies.client(crate::clientaddr::peer(&parts.extensions), &parts.headers);
+    if state.limits.check(crate::ratelimit::Kind::Ip, &format!("ip:{ip}")).await.is_err() {
         state.metrics.rate_limited();
         return Err(Refused("rate_limited: too many requests from this address; slow down".into()));
     }

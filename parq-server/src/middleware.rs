@@ -12,11 +12,14 @@ use tracing::Instrument;
 use crate::accounts::secret;
 use crate::http::{TRACE_ID, TraceContext, client_ip};
 use crate::problem::{Problem, ProblemCode};
+use crate::ratelimit::Kind;
 use crate::state::{AppState, Principal};
 
 /// Outermost: trace context, one log line per request, latency metrics.
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let client = state.trusted_proxies.client(crate::clientaddr::peer(req.extensions()), req.headers());
+    req.extensions_mut().insert(crate::clientaddr::ClientAddr(client));
     let ctx = TraceContext::from_header(req.headers().get("traceparent").and_then(|v| v.to_str().ok()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -24,8 +27,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let span =
-        tracing::info_span!("request", trace_id = %ctx.trace_id, span_id = %ctx.span_id, %method, %path);
+    let span = tracing::info_span!("request", trace_id = %ctx.trace_id, span_id = %ctx.span_id, %method, %path, %client);
     let mut resp = TRACE_ID.scope(ctx.trace_id.clone(), next.run(req).instrument(span.clone())).await;
     let status = resp.status();
     let latency = started.elapsed();
@@ -51,7 +53,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
 /// [`Principal`], then rate limits per user or key.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let ip = client_ip(&req);
-    if let Err(wait) = state.limit_ip.check(&format!("ip:{ip}")) {
+    if let Err(wait) = state.limits.check(Kind::Ip, &format!("ip:{ip}")).await {
         return limited(&state, wait, "this address");
     }
     let presented = credentials(&req);
@@ -64,11 +66,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             }
             Err(p) => return p.into_response(),
         };
-        let limiter = match principal {
-            Principal::User { .. } => &state.limit_user,
-            Principal::Key { .. } => &state.limit_key,
-        };
-        if let Err(wait) = limiter.check(&principal.bucket()) {
+        let (kind, bucket) = principal.limit();
+        if let Err(wait) = state.limits.check(kind, &bucket).await {
             return limited(&state, wait, "this account");
         }
         req.extensions_mut().insert(principal);

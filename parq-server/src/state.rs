@@ -9,10 +9,11 @@ use uuid::Uuid;
 
 use crate::accounts::{Accounts, Role};
 use crate::backends::Backends;
+use crate::clientaddr::TrustedProxies;
 use crate::config::Config;
 use crate::demo::DemoInfo;
 use crate::metrics::Metrics;
-use crate::ratelimit::Limiter;
+use crate::ratelimit::Limits;
 use crate::web::WebConfig;
 
 /// Shared state: the engine, the accounts, the limits and the counters. Cheap to clone.
@@ -30,9 +31,10 @@ pub struct Inner {
     pub backends: Backends,
     pub config: Config,
     pub metrics: Metrics,
-    pub limit_ip: Limiter,
-    pub limit_user: Limiter,
-    pub limit_key: Limiter,
+    /// The rate limits per client address, user and API key.
+    pub limits: Limits,
+    /// The proxies whose forwarding headers name the client.
+    pub trusted_proxies: TrustedProxies,
     pub web: WebConfig,
     pub demo: Option<DemoInfo>,
     /// The OpenAPI document, made once by the app (the routes serve it; the document is made
@@ -85,6 +87,14 @@ impl Principal {
         match self {
             Principal::User { operator, .. } => *operator,
             Principal::Key { operator, .. } => Some(*operator),
+        }
+    }
+
+    /// The rate limit of this caller, and its bucket.
+    pub fn limit(&self) -> (crate::ratelimit::Kind, String) {
+        match self {
+            Principal::User { .. } => (crate::ratelimit::Kind::User, self.bucket()),
+            Principal::Key { .. } => (crate::ratelimit::Kind::Key, self.bucket()),
         }
     }
 

@@ -10,6 +10,7 @@
 //! | `notifier_url` | `memory:`, `redis://…` (`RedisNotifier`, merged with `PgNotifier` when the store is on PostgreSQL), `postgres` (`PgNotifier` on the store's database) |
 //! | `accounts_url` | empty (where the store is: `SqliteAccounts` in the store's file, `PgAccounts` in `store_schema`, or memory), `memory:`, `postgres://…` (`PgAccounts` in `store_schema`) |
 //! | `gateway` | `test`, `stripe` (`StripeGateway`) |
+//! | `limits_url` | empty (`lock_url` when that is Redis, else per replica), `none`, `memory:` (per replica), `redis://…` (`RedisRateLimiter`) |
 //!
 //! URLs may hold passwords: errors name the key and the scheme, never the URL.
 
@@ -208,6 +209,28 @@ fn redis_pool(key: &'static str, url: &str) -> Result<parq_redis::RedisPool, Con
     let manager = parq_redis::RedisManager::new(url)
         .map_err(|e| invalid(key, format!("is not a usable Redis URL: {:?}", e.kind())))?;
     Ok(parq_redis::pool::builder(32, Duration::from_secs(2)).build_unchecked(manager))
+}
+
+/// The Redis the rate limits share, when there is one: `limits_url`, by default `lock_url`
+/// when that is Redis; `none` (or `memory:`) keeps them per replica.
+pub fn limits(config: &Config) -> Result<Option<parq_redis::RedisRateLimiter>, ConfigError> {
+    let mut u = config.limits_url.trim();
+    if u.is_empty() {
+        u = config.lock_url.trim();
+        if !is_redis(u) {
+            return Ok(None);
+        }
+    }
+    if matches!(u, "none" | "memory:") {
+        return Ok(None);
+    }
+    if !is_redis(u) {
+        return Err(unknown("limits_url", u, "none, redis://…"));
+    }
+    let pool = redis_pool("limits_url", u)?;
+    parq_redis::RedisRateLimiter::new(pool, &config.redis_prefix)
+        .map(Some)
+        .map_err(|e| invalid("redis_prefix", e.to_string()))
 }
 
 /// The whole world, to list every lot.

@@ -114,6 +114,17 @@ pub async fn check_backends(s: &AppState) -> (bool, Value) {
         .await;
         results.push(("lock", names.lock, r));
     }
+    // Rate limits on Redis: per replica while it does not answer, which is said, not unready.
+    s.limits.probe().await;
+    let limits = s.limits.health();
+    if limits.adapter == "redis" {
+        s.metrics.backend("limits", limits.adapter, limits.up);
+        let mut entry = json!({ "adapter": limits.adapter, "up": limits.up, "fallback": limits.fallback });
+        if let Some(e) = limits.error {
+            entry["error"] = json!(e);
+        }
+        extra.insert("limits".into(), entry);
+    }
     let notified = probe(s.backends.notifier.publish(&[])).await;
     if names.notifier == "redis" {
         // Subscribers refill from the store while Redis is away: degraded, not unready.
@@ -188,6 +199,8 @@ pub struct BackendHealth {
     health: Option<String>,
     /// Whether holds go to the store while the Redis lock is not warm.
     failover: Option<bool>,
+    /// Whether the rate limits are per replica while their Redis does not answer.
+    fallback: Option<bool>,
     /// The Redis lock's last round trip.
     latency_ms: Option<f64>,
 }
