@@ -11,5 +11,6 @@ cd "$(dirname "$0")/../.."
 port="${PORT:-18091}"
 [ -d parq-server/tests/js/node_modules/socket.io-client ] || (cd parq-server/tests/js && npm ci --no-audit --no-fund)
 . parq-server/benches/serve.sh
+parq_start PARQ_STORE_URL=memory:
 echo "parq $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, pause ${PAUSE_MS:-50} ms"
 PAUSE_MS="${PAUSE_MS:-50}" node parq-server/benches/live_fanout.mjs "$base" "$lot" "${CLIENTS:-1000}" "${HOLDS:-200}"

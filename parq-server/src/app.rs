@@ -96,6 +96,11 @@ impl App {
         let state = AppState(Arc::new(Inner {
             engine,
             accounts: b.accounts.clone(),
+            // In the SQLite file every lookup is a read of the file; elsewhere (memory, or
+            // PostgreSQL shared by replicas) each request reads the accounts as before.
+            auth_cache: crate::auth_cache::AuthCache::new(
+                (b.names.accounts == "sqlite").then_some(crate::auth_cache::TTL),
+            ),
             test_gateway: b.gateway.test(),
             limits: Limits::new(
                 config.rate_ip,

@@ -9,6 +9,7 @@
 //
 // Configuration, domain ports and the HTTP basics.
 pub mod accounts;
+pub mod auth_cache;
 pub mod clientaddr;
 pub mod config;
 pub mod http;

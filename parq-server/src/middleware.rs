@@ -109,19 +109,29 @@ fn credentials(req: &Request) -> Option<String> {
 /// Resolves a session token or an API key; `Ok(None)` when it is unknown or expired.
 pub(crate) async fn resolve(state: &AppState, token: &str) -> Result<Option<Principal>, Problem> {
     let digest = secret::digest(token);
+    let now = Timestamp::now();
+    if let Some(p) = state.auth_cache.get(&digest, now) {
+        return Ok(Some(p));
+    }
     if token.starts_with(secret::API_KEY_PREFIX) {
         let key = state.accounts.api_key(&digest).await.map_err(Problem::from)?;
-        return Ok(key.map(|k| Principal::Key { id: k.id, role: k.role, operator: k.operator }));
+        let p = key.map(|k| Principal::Key { id: k.id, role: k.role, operator: k.operator });
+        if let Some(p) = &p {
+            state.auth_cache.put(&digest, p, None);
+        }
+        return Ok(p);
     }
     if !token.starts_with(secret::SESSION_PREFIX) {
         return Ok(None);
     }
-    let Some(session) = state.accounts.session(&digest, Timestamp::now()).await.map_err(Problem::from)?
-    else {
+    let Some(session) = state.accounts.session(&digest, now).await.map_err(Problem::from)? else {
         return Ok(None);
     };
     let Some(user) = state.accounts.user(session.user).await.map_err(Problem::from)? else {
         return Ok(None);
     };
-    Ok(Some(Principal::User { id: user.id, role: user.role, operator: user.operator, session: digest }))
+    let p =
+        Principal::User { id: user.id, role: user.role, operator: user.operator, session: digest.clone() };
+    state.auth_cache.put(&digest, &p, Some(session.expires_at));
+    Ok(Some(p))
 }

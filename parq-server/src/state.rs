@@ -24,6 +24,8 @@ pub struct AppState(pub(crate) Arc<Inner>);
 pub struct Inner {
     pub engine: Engine,
     pub accounts: Accounts,
+    /// Resolved credentials, kept for a moment when the accounts are in the SQLite file.
+    pub auth_cache: crate::auth_cache::AuthCache,
     pub test_gateway: Option<Simulated>,
     pub backends: Backends,
     pub config: Config,

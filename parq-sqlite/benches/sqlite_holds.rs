@@ -101,15 +101,37 @@ fn holds(c: &mut Criterion) {
     g.bench_function("sqlite_group_commit", |b| b.iter_custom(|iters| rt.block_on(sqlite.run(iters))));
     let s = stats.writer_stats();
     eprintln!(
-        "sqlite_group_commit: {} writes in {} transactions ({:.1} per fsync, largest {})",
+        "sqlite_group_commit: {} writes in {} transactions ({:.1} per transaction, largest {})",
         s.writes,
         s.transactions,
         s.writes as f64 / s.transactions.max(1) as f64,
         s.largest_batch
     );
 
-    let single =
-        SqliteStore::open_with(dir.path().join("single.db"), SqliteOptions::default().max_batch(1)).unwrap();
+    // Group commit with the sync inside each commit (`overlap_sync(false)`): the writer waits for
+    // every sync before it starts the next transaction.
+    let inline =
+        SqliteStore::open_with(dir.path().join("inline.db"), SqliteOptions::default().overlap_sync(false))
+            .unwrap();
+    let inline_stats = inline.clone();
+    let sqlite_inline = rt.block_on(Bench::new(Arc::new(inline)));
+    g.bench_function("sqlite_group_commit_sync_in_commit", |b| {
+        b.iter_custom(|iters| rt.block_on(sqlite_inline.run(iters)))
+    });
+    let s = inline_stats.writer_stats();
+    eprintln!(
+        "sqlite_group_commit_sync_in_commit: {} writes in {} transactions ({:.1} per fsync, largest {})",
+        s.writes,
+        s.transactions,
+        s.writes as f64 / s.transactions.max(1) as f64,
+        s.largest_batch
+    );
+
+    let single = SqliteStore::open_with(
+        dir.path().join("single.db"),
+        SqliteOptions::default().max_batch(1).overlap_sync(false),
+    )
+    .unwrap();
     let sqlite1 = rt.block_on(Bench::new(Arc::new(single)));
     g.bench_function("sqlite_one_fsync_per_hold", |b| b.iter_custom(|iters| rt.block_on(sqlite1.run(iters))));
     g.finish();

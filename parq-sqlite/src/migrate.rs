@@ -90,6 +90,37 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
     Ok(conn)
 }
 
+/// Prepares the writer's connection for syncs on a second thread: the write-ahead log, opened
+/// for syncing, with commits set not to sync it themselves (`synchronous = NORMAL`; the
+/// checkpoints still sync). `None` (commits keep syncing, `FULL`) when the log cannot be opened.
+pub(crate) fn overlap_sync(conn: &Connection) -> Option<std::fs::File> {
+    // SQLite's own name for the file (symbolic links resolved), with its log beside it.
+    let db = conn.path().filter(|p| !p.is_empty())?;
+    let wal_path = format!("{db}-wal");
+    let opened = std::fs::File::open(&wal_path).and_then(|wal| {
+        // The log's directory entry, made when the database went into WAL mode, is on disk
+        // before anything written to the log is acknowledged.
+        if let Some(dir) = Path::new(&wal_path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        wal.sync_all()?;
+        Ok(wal)
+    });
+    match opened {
+        Ok(wal) => match conn.pragma_update(None, "synchronous", "NORMAL") {
+            Ok(()) => Some(wal),
+            Err(e) => {
+                tracing::warn!(error = %e, "SQLite commits keep syncing the log themselves");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, path = wal_path, "cannot open the SQLite write-ahead log to sync it; commits sync it themselves");
+            None
+        }
+    }
+}
+
 /// Opens a connection for reading (the database exists and is migrated).
 pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(

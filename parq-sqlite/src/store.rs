@@ -41,6 +41,11 @@ pub struct SqliteOptions {
     /// The most pages (4 KiB each) the file may grow to; writes past it fail with
     /// `Unavailable` (the database is full) and write nothing. Default: no limit but SQLite's.
     pub max_pages: Option<u64>,
+    /// Sync the write-ahead log on a second thread, after the commit, while the writer carries
+    /// out the next transaction; writes are answered after that sync, so an acknowledged write
+    /// is on disk either way. Default: on. Off, every commit syncs the log itself
+    /// (`synchronous = FULL`) before the writer goes on.
+    pub overlap_sync: bool,
 }
 
 impl Default for SqliteOptions {
@@ -52,6 +57,7 @@ impl Default for SqliteOptions {
             readers: 8,
             integrity_check: false,
             max_pages: None,
+            overlap_sync: true,
         }
     }
 }
@@ -72,6 +78,12 @@ impl SqliteOptions {
     /// The options with at most `pages` pages (of 4 KiB) in the file.
     pub fn max_pages(mut self, pages: u64) -> Self {
         self.max_pages = Some(pages);
+        self
+    }
+
+    /// The options with `overlap_sync` set.
+    pub fn overlap_sync(mut self, overlap: bool) -> Self {
+        self.overlap_sync = overlap;
         self
     }
 
@@ -99,8 +111,10 @@ pub struct WriterStats {
 ///
 /// Writes go through a queue to one writer thread that owns the write connection and commits
 /// whatever arrived together in one `BEGIN IMMEDIATE` transaction (group commit), each write
-/// under its own savepoint; a write is answered only after its transaction committed, with
-/// `synchronous = FULL` in WAL mode, so an acknowledged write is on disk. Reads run on a small
+/// under its own savepoint; a write is answered only after its transaction committed and the
+/// write-ahead log was synced (by a syncer thread while the writer goes on with the next
+/// transaction, or by the commit itself with [`SqliteOptions::overlap_sync`] off), so an
+/// acknowledged write is on disk. Reads run on a small
 /// pool of connections on tokio's blocking threads. Clones share the writer and the pool; the
 /// writer stops (and the WAL is checkpointed) when the last clone is dropped.
 ///
@@ -196,6 +210,7 @@ impl SqliteStore {
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, OpenError> {
         let path = path.as_ref().to_path_buf();
         let conn = crate::migrate::open_writer(&path, &options)?;
+        let wal = if options.overlap_sync { crate::migrate::overlap_sync(&conn) } else { None };
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let counters = Arc::new(Counters::default());
         let max_batch = options.max_batch.max(1);
@@ -203,7 +218,7 @@ impl SqliteStore {
             .name("parq-sqlite-writer".into())
             .spawn({
                 let counters = counters.clone();
-                move || write::run(conn, rx, max_batch, counters)
+                move || write::run(conn, rx, max_batch, counters, wal)
             })
             .map_err(OpenError::Thread)?;
         let readers = Arc::new(Readers {

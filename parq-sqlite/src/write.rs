@@ -2,6 +2,7 @@
 //! commits whatever arrived together in one transaction (group commit), each request under its
 //! own savepoint so that a refused one leaves the others untouched.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,10 +50,126 @@ pub(crate) struct Counters {
     pub largest: AtomicU64,
 }
 
+/// Facts of the catalog that never change once stored, remembered by the writer so that a hold
+/// does not read them again: a lot's operator (a lot cannot move to another operator) and a
+/// spot's lot (a spot cannot move to another lot). Neither lots nor spots are ever deleted, so
+/// what another process writes cannot make an entry wrong; an entry read inside a transaction
+/// that then failed could name a row that was never committed, so the whole map is forgotten
+/// whenever a transaction fails.
+#[derive(Default)]
+pub(crate) struct Known {
+    lot_operator: HashMap<LotId, String>,
+    spot_lot: HashMap<SpotId, LotId>,
+}
+
+impl Known {
+    fn forget(&mut self) {
+        self.lot_operator.clear();
+        self.spot_lot.clear();
+    }
+}
+
+/// Answers of a committed transaction, given once its log is on disk.
+type Answers = Vec<(oneshot::Sender<Result<Done>>, Result<Done>)>;
+
+/// Where the answers of committed transactions go.
+enum Answer {
+    /// The commit itself synced the log (`synchronous = FULL`): answer at once.
+    Now,
+    /// The commit only wrote the log (`synchronous = NORMAL`); the syncer thread syncs it and
+    /// then answers, while the writer carries out the next transaction.
+    AfterSync(std::sync::mpsc::Sender<Answers>),
+}
+
+impl Answer {
+    fn send(&self, answers: Answers) {
+        match self {
+            Answer::Now => {
+                for (reply, result) in answers {
+                    let _ = reply.send(result);
+                }
+            }
+            Answer::AfterSync(tx) => {
+                if let Err(std::sync::mpsc::SendError(answers)) = tx.send(answers) {
+                    // The syncer is gone (it cannot be while the writer runs): say so rather
+                    // than answer what may not be on disk.
+                    for (reply, _) in answers {
+                        let _ = reply.send(Err(sync_failed("the SQLite syncer thread has stopped")));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn sync_failed(message: &str) -> Error {
+    Error::Unavailable {
+        message: format!("{message}: the write may or may not be on disk"),
+        retryable: false,
+        source: None,
+    }
+}
+
+/// The syncer: syncs the write-ahead log (`wal`, the file SQLite appends every commit to) for
+/// every group of committed transactions that arrived while it synced the previous one, then
+/// answers their writes. One sync covers every transaction written to the log before it,
+/// whichever process wrote it: in WAL mode a commit is a write to that file, and a
+/// checkpoint syncs the log before it copies it into the database (and the database after).
+pub(crate) fn sync_answers(wal: std::fs::File, rx: std::sync::mpsc::Receiver<Answers>) {
+    while let Ok(mut answers) = rx.recv() {
+        while let Ok(more) = rx.try_recv() {
+            answers.extend(more);
+        }
+        match wal.sync_data() {
+            Ok(()) => {
+                for (reply, result) in answers {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "syncing the SQLite write-ahead log failed");
+                for (reply, _) in answers {
+                    let _ = reply.send(Err(sync_failed("syncing the SQLite write-ahead log failed")));
+                }
+            }
+        }
+    }
+}
+
 /// Runs until every sender is gone: takes the first queued job, then whatever else is queued
-/// (up to `max_batch`), and carries them out in one transaction.
-pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, counters: Arc<Counters>) {
+/// (up to `max_batch`), and carries them out in one transaction. With `wal`, commits do not
+/// sync the log themselves: a syncer thread syncs it and answers, so the writer's next
+/// transaction runs during the previous one's sync; without it (`synchronous = FULL`) each
+/// commit syncs before its writes are answered.
+pub(crate) fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    counters: Arc<Counters>,
+    wal: Option<std::fs::File>,
+) {
+    let (answer, syncer) = match wal {
+        None => (Answer::Now, None),
+        Some(wal) => {
+            let (tx, srx) = std::sync::mpsc::channel();
+            let syncer = std::thread::Builder::new()
+                .name("parq-sqlite-sync".into())
+                .spawn(move || sync_answers(wal, srx));
+            match syncer {
+                Ok(handle) => (Answer::AfterSync(tx), Some(handle)),
+                Err(e) => {
+                    // No thread for it: sync in every commit instead.
+                    tracing::warn!(error = %e, "no SQLite syncer thread; every commit syncs");
+                    if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+                        tracing::error!(error = %e, "cannot make SQLite commits sync");
+                    }
+                    (Answer::Now, None)
+                }
+            }
+        }
+    };
     let mut batch = Vec::with_capacity(max_batch);
+    let mut known = Known::default();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
@@ -61,7 +178,12 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usiz
                 Err(_) => break,
             }
         }
-        commit_batch(&conn, &mut batch, &counters);
+        commit_batch(&conn, &mut batch, &counters, &mut known, &answer);
+    }
+    // Every committed write is answered (after its sync) before the connection closes.
+    drop(answer);
+    if let Some(syncer) = syncer {
+        let _ = syncer.join();
     }
     // The last handle is gone: closing the connection checkpoints the WAL into the file.
     if let Err((_, e)) = conn.close() {
@@ -74,21 +196,28 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usiz
 /// answered alone; a failure of the transaction itself answers every request it carried with
 /// that failure (nothing of theirs was written), and the requests not yet tried go on in a new
 /// transaction.
-fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
+fn commit_batch(
+    conn: &Connection,
+    batch: &mut Vec<Job>,
+    counters: &Counters,
+    known: &mut Known,
+    answer: &Answer,
+) {
     let mut todo: std::collections::VecDeque<Job> = batch.drain(..).collect();
     while !todo.is_empty() {
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            known.forget();
             let e = Arc::new(e);
             for job in todo.drain(..) {
                 let _ = job.reply.send(Err(SqlError::Batch(e.clone()).into()));
             }
             return;
         }
-        let mut answered: Vec<(oneshot::Sender<Result<Done>>, Result<Done>)> = Vec::with_capacity(todo.len());
+        let mut answered: Answers = Vec::with_capacity(todo.len());
         let mut broken = None;
         let mut own = None;
         while let Some(job) = todo.pop_front() {
-            if let Err(e) = conn.execute_batch("SAVEPOINT parq_write") {
+            if let Err(e) = run_cached(conn, "SAVEPOINT parq_write") {
                 // Answered with the transaction's failure below, so a failure that repeats
                 // cannot keep the writer from making progress.
                 answered.push((job.reply, Ok(Done::Unit)));
@@ -96,8 +225,11 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
                 break;
             }
             // A panic in one write is that write's failure, not the writer's end.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(conn, job.op)))
-                .unwrap_or_else(|_| Err(Error::backend("sqlite", "a write panicked; it was rolled back")));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(conn, job.op, known)))
+                    .unwrap_or_else(|_| {
+                        Err(Error::backend("sqlite", "a write panicked; it was rolled back"))
+                    });
             if conn.is_autocommit() {
                 // SQLite rolled the whole transaction back on its own (a full disk, an I/O
                 // error): this write is answered with its own error, which says why; the
@@ -112,9 +244,10 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
                 break;
             }
             let end = if result.is_ok() {
-                conn.execute_batch("RELEASE parq_write")
+                run_cached(conn, "RELEASE parq_write")
             } else {
-                conn.execute_batch("ROLLBACK TO parq_write; RELEASE parq_write")
+                run_cached(conn, "ROLLBACK TO parq_write")
+                    .and_then(|()| run_cached(conn, "RELEASE parq_write"))
             };
             answered.push((job.reply, result));
             if let Err(e) = end {
@@ -132,11 +265,10 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
                 counters.transactions.fetch_add(1, Ordering::Relaxed);
                 counters.writes.fetch_add(n, Ordering::Relaxed);
                 counters.largest.fetch_max(n, Ordering::Relaxed);
-                for (reply, result) in answered {
-                    let _ = reply.send(result);
-                }
+                answer.send(answered);
             }
             Err(e) => {
+                known.forget();
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
@@ -151,6 +283,12 @@ fn commit_batch(conn: &Connection, batch: &mut Vec<Job>, counters: &Counters) {
             let _ = reply.send(result);
         }
     }
+}
+
+/// Runs a statement without parameters from the connection's statement cache (savepoints run
+/// for every write: parsing them each time is measurable).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// The SQLite result code (extended) behind a write's error, if SQLite caused it.
@@ -170,12 +308,12 @@ fn sqlite_cause(e: &Error) -> Option<std::ffi::c_int> {
     None
 }
 
-fn apply(conn: &Connection, op: Op) -> Result<Done> {
+fn apply(conn: &Connection, op: Op, known: &mut Known) -> Result<Done> {
     match op {
         Op::PutOperator(o) => put_operator(conn, &o).map(|()| Done::Unit),
         Op::PutLot(l) => put_lot(conn, &l).map(|()| Done::Unit),
         Op::PutSpot(s) => put_spot(conn, &s).map(|()| Done::Unit),
-        Op::Hold(req, now) => hold(conn, req, now).map(|w| Done::Written(Box::new(w))),
+        Op::Hold(req, now) => hold(conn, req, now, known).map(|w| Done::Written(Box::new(w))),
         Op::Update(u, now) => update(conn, u, now).map(|w| Done::Written(Box::new(w))),
         Op::RecordScan(r) => crate::revocations::record_scan(conn, &r).map(|r| Done::Scan(Box::new(r))),
     }
@@ -399,7 +537,63 @@ fn spot_fence(conn: &Connection, spot: &SpotId, lot: &LotId) -> Result<Option<i6
         .sql()
 }
 
-fn hold(conn: &Connection, req: HoldRequest, now: Timestamp) -> Result<Written> {
+/// Records a new idempotency claim for `reservation`, or, when the key is known, says what the
+/// earlier request made: `Some(id)` to replay (`IdempotencyMismatch` for another request under
+/// the same key). The claim is written first, so a new key (the usual case) costs one
+/// statement; a write that is refused afterwards rolls it back with its savepoint.
+fn claim_first(
+    conn: &Connection,
+    claim: &IdempotencyClaim,
+    reservation: &uuid::Uuid,
+    now: i64,
+) -> Result<Option<uuid::Uuid>> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO idempotency (scope, key, fingerprint, reservation_id, created_ns) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (scope, key) DO NOTHING",
+        )
+        .and_then(|mut st| {
+            st.execute(params![claim.scope, claim.key, &claim.fingerprint[..], id(reservation), now])
+        })
+        .sql()?;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    match check_claim(conn, claim)? {
+        Some(rid) => Ok(Some(rid)),
+        None => Err(Error::backend("sqlite", "an idempotency record vanished inside its transaction")),
+    }
+}
+
+/// The operator of `lot` (`NotFound` when there is no such lot).
+fn lot_operator<'k>(conn: &Connection, known: &'k mut Known, lot: &LotId) -> Result<&'k str> {
+    if !known.lot_operator.contains_key(lot) {
+        let owner: String = conn
+            .prepare_cached("SELECT operator_id FROM lots WHERE id = ?1")
+            .and_then(|mut st| st.query_row([id(&lot.0)], |r| r.get(0)).optional())
+            .sql()?
+            .ok_or_else(|| Error::not_found(format!("lot {lot}")))?;
+        known.lot_operator.insert(*lot, owner);
+    }
+    Ok(known.lot_operator.get(lot).map(String::as_str).unwrap_or_default())
+}
+
+/// Whether `spot` is a spot of `lot`.
+fn spot_in_lot(conn: &Connection, known: &mut Known, spot: &SpotId, lot: &LotId) -> Result<bool> {
+    if let Some(l) = known.spot_lot.get(spot) {
+        return Ok(l == lot);
+    }
+    let found: Option<String> = conn
+        .prepare_cached("SELECT lot_id FROM spots WHERE id = ?1")
+        .and_then(|mut st| st.query_row([id(&spot.0)], |r| r.get(0)).optional())
+        .sql()?;
+    let Some(found) = found else { return Ok(false) };
+    let found = LotId(uuid::Uuid::parse_str(&found).map_err(|e| Error::from(SqlError::malformed("id", e)))?);
+    known.spot_lot.insert(*spot, found);
+    Ok(found == *lot)
+}
+
+fn hold(conn: &Connection, req: HoldRequest, now: Timestamp, known: &mut Known) -> Result<Written> {
     let HoldRequest { reservation: r, target, limits, lock_fence, idempotency } = req;
     if r.state != ReservationState::Held {
         return Err(Error::invalid("state", "a hold is inserted in state held"));
@@ -410,15 +604,12 @@ fn hold(conn: &Connection, req: HoldRequest, now: Timestamp) -> Result<Written> 
     let payment = r.payment.as_deref().map(rows::to_doc).transpose()?;
 
     if let Some(claim) = &idempotency
-        && let Some(rid) = check_claim(conn, claim)?
+        && let Some(rid) = claim_first(conn, claim, &r.id.0, now_ns)?
     {
         return replay(conn, rid);
     }
-    let owner: String = conn
-        .prepare_cached("SELECT operator_id FROM lots WHERE id = ?1")
-        .and_then(|mut st| st.query_row([id(&r.lot.0)], |r| r.get(0)).optional())
-        .sql()?
-        .ok_or_else(|| Error::not_found(format!("lot {}", r.lot)))?;
+    let operator = id(&r.operator.0);
+    let owned = lot_operator(conn, known, &r.lot)? == operator;
     if limits.any() {
         let (in_lot, in_op): (i64, i64) = conn
             .prepare_cached(&format!(
@@ -426,7 +617,7 @@ fn hold(conn: &Connection, req: HoldRequest, now: Timestamp) -> Result<Written> 
                  FROM reservations WHERE user_id = ?1 AND state IN {HOLDS} AND hold_expires_ns > ?4"
             ))
             .and_then(|mut st| {
-                st.query_row(params![id(&r.user.0), id(&r.lot.0), id(&r.operator.0), now_ns], |row| {
+                st.query_row(params![id(&r.user.0), id(&r.lot.0), operator, now_ns], |row| {
                     Ok((row.get(0)?, row.get(1)?))
                 })
             })
@@ -440,7 +631,7 @@ fn hold(conn: &Connection, req: HoldRequest, now: Timestamp) -> Result<Written> 
             return Err(Error::LimitExceeded { limit: format!("{in_op} live holds per driver") });
         }
     }
-    if owner != id(&r.operator.0) {
+    if !owned {
         return Err(Error::invalid("operator", "the lot belongs to another operator"));
     }
 
@@ -450,14 +641,15 @@ fn hold(conn: &Connection, req: HoldRequest, now: Timestamp) -> Result<Written> 
     };
     let mut chosen = None;
     for spot in candidates {
-        let last = spot_fence(conn, spot, &r.lot)?
-            .ok_or_else(|| Error::not_found(format!("spot {spot} in lot {}", r.lot)))?;
+        if !spot_in_lot(conn, known, spot, &r.lot)? {
+            return Err(Error::not_found(format!("spot {spot} in lot {}", r.lot)));
+        }
         if let Some(lapsed) = check_free(conn, &id(&spot.0), window, now_ns, "")? {
-            chosen = Some((*spot, last, lapsed));
+            chosen = Some((*spot, lapsed));
             break;
         }
     }
-    let Some((spot, last_fence, lapsed)) = chosen else {
+    let Some((spot, lapsed)) = chosen else {
         return Err(match &target {
             HoldTarget::Spot(spot) => Error::spot_taken(*spot),
             HoldTarget::AnyOf(_) => Error::Conflict { reason: ConflictReason::NoFreeSpot },
@@ -466,7 +658,18 @@ fn hold(conn: &Connection, req: HoldRequest, now: Timestamp) -> Result<Written> 
 
     let mut out = Outbox::default();
     retire(conn, &lapsed, now, now_ns, &mut out)?;
-    let fence = (last_fence + 1).max(lock_fence.unwrap_or(0));
+    // The spot's next fencing number, advanced in this transaction: max(last + 1, lock fence).
+    let spot_id = id(&spot.0);
+    let fence: i64 = conn
+        .prepare_cached(
+            "UPDATE spots SET last_fence = max(last_fence + 1, ?2) WHERE id = ?1 AND lot_id = ?3 \
+             RETURNING last_fence",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![spot_id, lock_fence.unwrap_or(0), id(&r.lot.0)], |row| row.get(0)).optional()
+        })
+        .sql()?
+        .ok_or_else(|| Error::not_found(format!("spot {spot} in lot {}", r.lot)))?;
     let stored = Reservation { spot, fence: fence as u64, state: ReservationState::Held, ..r };
     conn.prepare_cached(
         "INSERT INTO reservations (id, operator_id, lot_id, spot_id, user_id, start_ns, end_ns, state, fence, \
@@ -476,9 +679,9 @@ fn hold(conn: &Connection, req: HoldRequest, now: Timestamp) -> Result<Written> 
     .and_then(|mut st| {
         st.execute(params![
             id(&stored.id.0),
-            id(&stored.operator.0),
+            operator,
             id(&stored.lot.0),
-            id(&stored.spot.0),
+            spot_id,
             id(&stored.user.0),
             window.0,
             window.1,
@@ -491,14 +694,8 @@ fn hold(conn: &Connection, req: HoldRequest, now: Timestamp) -> Result<Written> 
         ])
     })
     .sql()?;
-    conn.prepare_cached("UPDATE spots SET last_fence = ?2 WHERE id = ?1")
-        .and_then(|mut st| st.execute(params![id(&spot.0), fence]))
-        .sql()?;
     out.push(&stored, EventKind::Held, now);
     let events = out.store(conn, stored.lot, now_ns)?;
-    if let Some(claim) = &idempotency {
-        record_claim(conn, claim, &stored.id.0, now_ns)?;
-    }
     Ok(Written { reservation: stored, events, replayed: false })
 }
 

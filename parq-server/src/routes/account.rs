@@ -192,6 +192,7 @@ async fn second_factor(
 )]
 pub async fn logout(State(s): State<AppState>, user: User) -> ApiResult<StatusCode> {
     s.accounts.delete_session(&user.session).await?;
+    s.auth_cache.forget(&user.session);
     Ok(StatusCode::NO_CONTENT)
 }
 
