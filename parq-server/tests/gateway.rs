@@ -90,7 +90,7 @@ async fn pg_book() -> (Backing, Arc<dyn GatewayBook>) {
     let b = Backing::new().await;
     let config = b.config();
     b.migrate(&config).await;
-    let url = parq_server::backends::postgres::parse_url("store_url", &b.pg).unwrap();
+    let url = parq_server::backends::postgres::parse_url("store_url", &b.pg, None).unwrap();
     let pool = parq_server::backends::postgres::pool(url, 4).unwrap();
     let book: Arc<dyn GatewayBook> = Arc::new(PgBook::new(pool, &b.schema));
     (b, book)

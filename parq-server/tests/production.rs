@@ -429,6 +429,7 @@ async fn a_revocation_made_on_one_replica_reaches_gates_of_another_and_survives_
     let next = journeys::revocations(&a, &gate_key, v0 + 1).await;
     assert_eq!(next["revocations"][0]["version"].as_u64(), Some(v0 + 2), "{next}");
     assert_eq!(next["revocations"][0]["reservation"], json!(keep));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_on_two_replicas_see_every_event_once_and_in_order_while_holds_go_through_both() {
