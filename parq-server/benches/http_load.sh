@@ -57,8 +57,13 @@ composition_postgres_redis() {
   command -v psql >/dev/null || { echo "psql is missing" >&2; exit 1; }
   cleanups+=("psql -q '$pg_url' -c 'DROP SCHEMA IF EXISTS $schema CASCADE' >/dev/null 2>&1")
   cleanups+=("redis-cli -u '$redis_url' --scan --pattern '$prefix*' | xargs -r redis-cli -u '$redis_url' del >/dev/null")
+  # Replicas share a pass keyring; the PostgreSQL composition refuses to start without one.
+  local keys
+  keys="$(mktemp -d)/pass-keys.toml"
+  "$bin" keys generate --out "$keys" >/dev/null
+  cleanups+=("rm -rf '$(dirname "$keys")'")
   local settings=(PARQ_STORE_URL="$pg_url" PARQ_STORE_SCHEMA="$schema" PARQ_LOCK_URL="$redis_url"
-    PARQ_NOTIFIER_URL="$redis_url" PARQ_REDIS_PREFIX="$prefix" PARQ_DEMO=true)
+    PARQ_NOTIFIER_URL="$redis_url" PARQ_REDIS_PREFIX="$prefix" PARQ_DEMO=true PARQ_PASS_KEYS_FILE="$keys")
   env "${settings[@]}" PARQ_LOG="$log" "$bin" migrate >/dev/null
   parq_start "${settings[@]}"
 }
