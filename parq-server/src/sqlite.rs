@@ -30,10 +30,15 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0002_http_idempotency.sql"),
     },
     Migration { version: 3, name: "demo_keys", sql: include_str!("../migrations/sqlite/0003_demo_keys.sql") },
+    Migration {
+        version: 6,
+        name: "auth_failures",
+        sql: include_str!("../migrations/sqlite/0006_auth_failures.sql"),
+    },
 ];
 
 /// The newest version of the server's tables this binary knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The table that records the server's applied migrations.
 const SCHEMA_TABLE: &str = "parq_server_schema";

@@ -23,6 +23,11 @@ pub const MIGRATIONS: Migrations<'static> = Migrations {
             name: "http_idempotency",
             sql: include_str!("../../migrations/0002_http_idempotency.sql"),
         },
+        Migration {
+            version: 5,
+            name: "auth_failures",
+            sql: include_str!("../../migrations/0005_auth_failures.sql"),
+        },
     ],
 };
 
