@@ -79,7 +79,12 @@ impl<G: std::fmt::Debug + Send + Sync + 'static> AccountStore for Guarded<G> {
     async fn auth_throttle(&self, subject: &str) -> Result<Throttle> {
         self.inner.auth_throttle(subject).await
     }
-    async fn record_auth_failure(&self, subject: &str, now: Timestamp, policy: &LockPolicy) -> Result<Throttle> {
+    async fn record_auth_failure(
+        &self,
+        subject: &str,
+        now: Timestamp,
+        policy: &LockPolicy,
+    ) -> Result<Throttle> {
         self.inner.record_auth_failure(subject, now, policy).await
     }
     async fn clear_auth_failures(&self, subject: &str) -> Result<()> {

@@ -92,7 +92,8 @@ async fn wrong_passwords_from_many_addresses_lock_the_account_until_the_delay_en
     tokio::time::sleep(wait + Duration::from_millis(300)).await;
     let ok = expect(login(&s, "192.0.2.1", right.clone()).await, StatusCode::OK).await;
     assert!(ok["token"].is_string(), "{ok}");
-    let wrong = login(&s, "192.0.2.1", json!({ "email": "eleni@example.cy", "password": "nope nope nope" })).await;
+    let wrong =
+        login(&s, "192.0.2.1", json!({ "email": "eleni@example.cy", "password": "nope nope nope" })).await;
     expect_problem(wrong, "unauthorized").await;
 }
 
@@ -103,9 +104,11 @@ async fn wrong_totp_codes_lock_the_account_and_recovery_counts_agree() {
     let enrol = expect(s.post("/api/v1/me/mfa/totp", Some(&token), json!({})).await, StatusCode::OK).await;
     let seed = enrol["secret"].as_str().unwrap().to_owned();
     let code = totp::generate(&seed, Timestamp::now()).unwrap();
-    let enabled =
-        expect(s.post("/api/v1/me/mfa/totp/confirm", Some(&token), json!({ "code": code })).await, StatusCode::OK)
-            .await;
+    let enabled = expect(
+        s.post("/api/v1/me/mfa/totp/confirm", Some(&token), json!({ "code": code })).await,
+        StatusCode::OK,
+    )
+    .await;
     let recovery = enabled["recovery_codes"][0].as_str().unwrap().to_owned();
 
     // The right password with wrong codes: counted like wrong passwords.
@@ -148,7 +151,13 @@ async fn look_alike_emails_are_refused_or_folded() {
     }
     // Full-width letters, case and spaces fold to one address: no second account.
     s.register("eleni@example.cy", PASSWORD).await;
-    let r = s.post("/api/v1/auth/register", None, json!({ "email": " ＥＬＥＮＩ@Example.CY", "password": PASSWORD })).await;
+    let r = s
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({ "email": " ＥＬＥＮＩ@Example.CY", "password": PASSWORD }),
+        )
+        .await;
     expect_problem(r, "email_taken").await;
     let r = login(&s, "192.0.2.3", json!({ "email": "ＥＬＥＮＩ@example.cy ", "password": PASSWORD })).await;
     expect(r, StatusCode::OK).await;
@@ -171,7 +180,12 @@ async fn replicas_on_one_postgresql_schema_share_the_counter() {
     // The failures alternate between the replicas; the fifth, wherever it lands, locks.
     for i in 0..MAX_FAILURES {
         let s = if i % 2 == 0 { &one } else { &two };
-        let r = login(s, &format!("10.2.0.{i}"), json!({ "email": "andreas@example.cy", "password": "wrong wrong" })).await;
+        let r = login(
+            s,
+            &format!("10.2.0.{i}"),
+            json!({ "email": "andreas@example.cy", "password": "wrong wrong" }),
+        )
+        .await;
         if i + 1 < MAX_FAILURES {
             expect_problem(r, "unauthorized").await;
         } else {

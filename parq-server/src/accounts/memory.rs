@@ -123,7 +123,12 @@ impl AccountStore for MemoryAccounts {
         Ok(self.state().failures.get(subject).map(|(t, _)| *t).unwrap_or_default())
     }
 
-    async fn record_auth_failure(&self, subject: &str, now: Timestamp, policy: &LockPolicy) -> Result<Throttle> {
+    async fn record_auth_failure(
+        &self,
+        subject: &str,
+        now: Timestamp,
+        policy: &LockPolicy,
+    ) -> Result<Throttle> {
         let mut st = self.state();
         if st.failures.len() >= 100_000 {
             // Forget idle counters, so memory stays bounded.

@@ -209,7 +209,12 @@ pub trait AccountStore: Send + Sync + Debug + 'static {
     async fn auth_throttle(&self, subject: &str) -> Result<Throttle>;
     /// Counts a failed attempt of `subject` at `now`, locking it as `policy` says; a counter
     /// whose last failure is older than `policy.forget_before(now)` starts again from zero.
-    async fn record_auth_failure(&self, subject: &str, now: Timestamp, policy: &LockPolicy) -> Result<Throttle>;
+    async fn record_auth_failure(
+        &self,
+        subject: &str,
+        now: Timestamp,
+        policy: &LockPolicy,
+    ) -> Result<Throttle>;
     /// Forgets the failures of `subject` (after a successful login).
     async fn clear_auth_failures(&self, subject: &str) -> Result<()>;
     /// Checks that the backend answers.

@@ -333,7 +333,12 @@ impl AccountStore for PgAccounts {
         rows.first().map_or(Ok(Throttle::default()), throttle)
     }
 
-    async fn record_auth_failure(&self, subject: &str, now: Timestamp, policy: &LockPolicy) -> Result<Throttle> {
+    async fn record_auth_failure(
+        &self,
+        subject: &str,
+        now: Timestamp,
+        policy: &LockPolicy,
+    ) -> Result<Throttle> {
         let q = &self.q;
         let rows = self
             .query(
@@ -374,9 +379,11 @@ impl AccountStore for PgAccounts {
                     "DELETE FROM {q}.auth_failures WHERE last_failure_us < $1 \
                      AND coalesce(locked_until_us, 0) < $1"
                 ),
-                &[&micros(Timestamp::now()
-                    .checked_sub(jiff::SignedDuration::from_hours(24))
-                    .unwrap_or(Timestamp::MIN))],
+                &[&micros(
+                    Timestamp::now()
+                        .checked_sub(jiff::SignedDuration::from_hours(24))
+                        .unwrap_or(Timestamp::MIN),
+                )],
             )
             .await?;
         }

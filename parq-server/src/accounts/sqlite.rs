@@ -336,7 +336,12 @@ impl AccountStore for SqliteAccounts {
             .await
     }
 
-    async fn record_auth_failure(&self, subject: &str, now: Timestamp, policy: &LockPolicy) -> Result<Throttle> {
+    async fn record_auth_failure(
+        &self,
+        subject: &str,
+        now: Timestamp,
+        policy: &LockPolicy,
+    ) -> Result<Throttle> {
         let subject = subject.to_owned();
         let policy = *policy;
         self.db

@@ -183,7 +183,11 @@ pub async fn account_api_keys_round_trip(store: Accounts) {
 }
 
 fn lock_policy() -> LockPolicy {
-    LockPolicy { max_failures: 3, lock: SignedDuration::from_secs(10), max_lock: SignedDuration::from_secs(40) }
+    LockPolicy {
+        max_failures: 3,
+        lock: SignedDuration::from_secs(10),
+        max_lock: SignedDuration::from_secs(40),
+    }
 }
 
 /// Failures count per subject; the `max_failures`-th locks for `lock`, each further one twice

@@ -12,7 +12,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::views::{AccountView, MfaEnabled, Session, SortedJson, TokenType, TotpSeed};
-use crate::accounts::{Account, LockPolicy, Role, SessionRecord, TotpEnrolment, email, password, secret, totp};
+use crate::accounts::{
+    Account, LockPolicy, Role, SessionRecord, TotpEnrolment, email, password, secret, totp,
+};
 use crate::clientaddr::{self, ClientAddr};
 use crate::extract::{ApiJson, User};
 use crate::problem::{ApiResult, JsonBody, Problem, ProblemCode};
@@ -280,7 +282,8 @@ async fn second_factor(
         }
         return Ok(Err((
             Some("totp"),
-            Problem::unauthorized("the one-time code is wrong, expired or already used").with("field", "totp_code"),
+            Problem::unauthorized("the one-time code is wrong, expired or already used")
+                .with("field", "totp_code"),
         )));
     }
     if let Some(code) = recovery {
@@ -292,7 +295,8 @@ async fn second_factor(
         }
         return Ok(Err((
             Some("recovery_code"),
-            Problem::unauthorized("the recovery code is wrong or already used").with("field", "recovery_code"),
+            Problem::unauthorized("the recovery code is wrong or already used")
+                .with("field", "recovery_code"),
         )));
     }
     Ok(Err((
