@@ -195,7 +195,7 @@ async fn serve(config: Config) -> ExitCode {
     let running = match crate::app::start(config).await {
         Ok(r) => r,
         Err(e) => {
-            eeprintln!("parq: {e}");
+            eprintln!("parq: {e}");
             return ExitCode::from(2);
         }
     };
