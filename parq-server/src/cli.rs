@@ -27,8 +27,8 @@ enum Command {
     /// Runs the server. With nothing configured its data is kept in `<data dir>/parq.db`
     /// (SQLite), with the demo city made on the first start; `--memory` keeps nothing.
     Serve {
-        /// Address to listen on.
-        #[arg(long, value_name = "ADDR")]
+        /// Address to listen on (`--listen` too), e.g. `0.0.0.0:8080`.
+        #[arg(long, visible_alias = "listen", value_name = "ADDR")]
         bind: Option<String>,
         /// Reservation store URL (`sqlite://<path>`, `memory:`, `postgres://…`).
         #[arg(long, value_name = "URL", conflicts_with = "memory")]
@@ -638,30 +638,32 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The banner is for people and goes to standard error; standard output carries only the
+    // (JSON by default) log lines, so that it can be piped to a log collector.
     let names = running.app.state().backends.names;
     tracing::info!(addr = %running.addr, store = names.store, lock = names.lock, notifier = names.notifier,
         gateway = names.gateway, accounts = names.accounts, "listening");
     if let Some(lite) = &running.app.state().backends.sqlite {
-        println!(
+        eprintln!(
             "data: {} (SQLite; `parq backup <file>` copies it; --memory keeps nothing)",
             lite.path.display()
         );
     }
     if let Some(demo) = running.app.demo() {
         match running.app.demo_loaded() {
-            Some(crate::demo::Loaded::Kept) => println!(
+            Some(crate::demo::Loaded::Kept) => eprintln!(
                 "demo city kept from an earlier start: {} lots in Nicosia and Limassol",
                 demo.lots.len()
             ),
-            _ => println!("demo city loaded: {} lots in Nicosia and Limassol", demo.lots.len()),
+            _ => eprintln!("demo city loaded: {} lots in Nicosia and Limassol", demo.lots.len()),
         }
         for (name, id) in &demo.lots {
-            println!("  {id}  {name}");
+            eprintln!("  {id}  {name}");
         }
-        println!("demo operator key: {}", demo.operator_key);
-        println!("demo gate key:     {}", demo.gate_key);
+        eprintln!("demo operator key: {}", demo.operator_key);
+        eprintln!("demo gate key:     {}", demo.gate_key);
     }
-    println!("listening on {}", running.url());
+    eprintln!("listening on {}", running.url());
     shutdown_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
     running.shutdown().await;

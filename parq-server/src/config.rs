@@ -30,6 +30,8 @@
 //! | `demo` | on with `memory:` and with the default file | load the demo city and print its keys (in a file: once, on its first start) |
 //! | `operator_key`, `gate_key` | random | the demo's API keys (secrets) |
 //! | `session_ttl_secs` | `43200` | how long a login lasts |
+//! | `login_max_failures`, `login_ip_max_failures` | `5`, `100` | failed logins (wrong password, TOTP or recovery code) of one account, and of one client address, before it is locked (`429 login_locked` with `Retry-After`, even for the right password); each further failure locks again, twice as long |
+//! | `login_lock_secs`, `login_lock_max_secs` | `30`, `3600` | the first lock and the longest; a counter without a failure for `login_lock_max_secs` starts again. The counters are in the accounts store, so every replica on it shares them |
 //! | `sweep_interval_secs`, `sweep_batch` | `5`, `500` | the expiry sweeper |
 //! | `rate_ip`, `rate_user`, `rate_key` | `50`, `20`, `200` | requests per second per IP, user, API key |
 //! | `rate_burst` | `4` | how many seconds of requests a bucket holds |
@@ -147,6 +149,10 @@ pub struct Config {
     pub operator_key: Option<String>,
     pub gate_key: Option<String>,
     pub session_ttl_secs: u64,
+    pub login_max_failures: u32,
+    pub login_ip_max_failures: u32,
+    pub login_lock_secs: u64,
+    pub login_lock_max_secs: u64,
     pub sweep_interval_secs: u64,
     pub sweep_batch: usize,
     pub rate_ip: u32,
@@ -193,6 +199,10 @@ impl Default for Config {
             operator_key: None,
             gate_key: None,
             session_ttl_secs: 12 * 3600,
+            login_max_failures: 5,
+            login_ip_max_failures: 100,
+            login_lock_secs: 30,
+            login_lock_max_secs: 3600,
             sweep_interval_secs: 5,
             sweep_batch: 500,
             rate_ip: 50,
@@ -261,6 +271,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("operator_key", Kind::Secret),
     ("gate_key", Kind::Secret),
     ("session_ttl_secs", Kind::Int),
+    ("login_max_failures", Kind::Int),
+    ("login_ip_max_failures", Kind::Int),
+    ("login_lock_secs", Kind::Int),
+    ("login_lock_max_secs", Kind::Int),
     ("sweep_interval_secs", Kind::Int),
     ("sweep_batch", Kind::Int),
     ("rate_ip", Kind::Int),
@@ -458,6 +472,15 @@ impl Config {
         }
         if self.session_ttl_secs == 0 {
             return Err(bad("session_ttl_secs", "must be positive"));
+        }
+        if self.login_max_failures == 0 || self.login_ip_max_failures == 0 {
+            return Err(bad("login_max_failures", "the failures before a lock must be positive"));
+        }
+        if self.login_lock_secs == 0 || self.login_lock_max_secs < self.login_lock_secs {
+            return Err(bad("login_lock_secs", "must be positive and at most login_lock_max_secs"));
+        }
+        if self.login_lock_max_secs > 30 * 24 * 3600 {
+            return Err(bad("login_lock_max_secs", "must be at most 30 days"));
         }
         if self.sweep_interval_secs == 0 || self.sweep_batch == 0 {
             return Err(bad("sweep_interval_secs", "the sweeper's interval and batch must be positive"));

@@ -107,6 +107,9 @@ problem_codes! {
     UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "Unsupported media type";
     /// Too many requests; `Retry-After` says when to try again.
     RateLimited = "rate_limited", TOO_MANY_REQUESTS, "Too many requests";
+    /// Too many failed logins of the account or from the client's address: every login is
+    /// refused, even with the right password, until `Retry-After` has passed.
+    LoginLocked = "login_locked", TOO_MANY_REQUESTS, "Too many failed logins";
     /// The route cannot answer in a media type the request accepts.
     NotAcceptable = "not_acceptable", NOT_ACCEPTABLE, "Not acceptable";
     /// The server failed; the failure is in its logs.
@@ -268,7 +271,13 @@ pub fn response_for(status: StatusCode) -> utoipa::openapi::Response {
         ContentBuilder::new().schema(Some(Ref::from_schema_name(<Problem as ToSchema>::name()))).build();
     let mut response = ResponseBuilder::new().description(description).content(PROBLEM_JSON, content);
     let retry = ProblemCode::with_status(status).any(|c| {
-        matches!(c, ProblemCode::RateLimited | ProblemCode::Unavailable | ProblemCode::IdempotencyInProgress)
+        matches!(
+            c,
+            ProblemCode::RateLimited
+                | ProblemCode::LoginLocked
+                | ProblemCode::Unavailable
+                | ProblemCode::IdempotencyInProgress
+        )
     });
     if retry {
         let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1));

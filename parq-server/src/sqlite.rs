@@ -37,10 +37,15 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0004_test_gateway.sql"),
     },
     Migration { version: 5, name: "keys", sql: include_str!("../migrations/sqlite/0005_keys.sql") },
+    Migration {
+        version: 6,
+        name: "auth_failures",
+        sql: include_str!("../migrations/sqlite/0006_auth_failures.sql"),
+    },
 ];
 
 /// The newest version of the server's tables this binary knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The table that records the server's applied migrations.
 const SCHEMA_TABLE: &str = "parq_server_schema";

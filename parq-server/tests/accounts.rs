@@ -10,8 +10,8 @@ use parq_core::{Result, UserId};
 use parq_postgres::deadpool_postgres::{Manager, Pool};
 use parq_postgres::tokio_postgres::{self, NoTls};
 use parq_server::accounts::{
-    Account, AccountStore, Accounts, ApiKeyRecord, MemoryAccounts, PgAccounts, SessionRecord, SqliteAccounts,
-    TotpEnrolment,
+    Account, AccountStore, Accounts, ApiKeyRecord, LockPolicy, MemoryAccounts, PgAccounts, SessionRecord,
+    SqliteAccounts, Throttle, TotpEnrolment,
 };
 
 mod memory_accounts {
@@ -84,6 +84,20 @@ impl<G: std::fmt::Debug + Send + Sync + 'static> AccountStore for Guarded<G> {
     }
     async fn revoke_api_key(&self, id: uuid::Uuid, at: Timestamp) -> Result<Option<ApiKeyRecord>> {
         self.inner.revoke_api_key(id, at).await
+    }
+    async fn auth_throttle(&self, subject: &str) -> Result<Throttle> {
+        self.inner.auth_throttle(subject).await
+    }
+    async fn record_auth_failure(
+        &self,
+        subject: &str,
+        now: Timestamp,
+        policy: &LockPolicy,
+    ) -> Result<Throttle> {
+        self.inner.record_auth_failure(subject, now, policy).await
+    }
+    async fn clear_auth_failures(&self, subject: &str) -> Result<()> {
+        self.inner.clear_auth_failures(subject).await
     }
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await

@@ -11,12 +11,14 @@ const PARQ: &str = env!("CARGO_BIN_EXE_parq");
 #[test]
 fn serve_logs_json_with_trace_ids_and_stops_on_sigterm() {
     let mut child = Command::new(PARQ)
-        .args(["serve", "--memory", "--bind", "127.0.0.1:0"])
+        // `--listen` is `--bind` by another name.
+        .args(["serve", "--memory", "--listen", "127.0.0.1:0"])
         .env("PARQ_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The banner is on standard error; standard output has only JSON log lines.
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -24,9 +26,16 @@ fn serve_logs_json_with_trace_ids_and_stops_on_sigterm() {
             let _ = tx.send(line);
         }
     });
+    let (banner_tx, banner) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = banner_tx.send(line);
+        }
+    });
     let mut lines = Vec::new();
     let url = loop {
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("parq prints its address");
+        let line = banner.recv_timeout(Duration::from_secs(20)).expect("parq prints its address on stderr");
         lines.push(line.clone());
         if let Some(url) = line.strip_prefix("listening on ") {
             break url.to_owned();
@@ -50,6 +59,7 @@ fn serve_logs_json_with_trace_ids_and_stops_on_sigterm() {
 
     let logged = loop {
         let line = rx.recv_timeout(Duration::from_secs(10)).expect("the request is logged");
+        assert!(serde_json::from_str::<serde_json::Value>(&line).is_ok(), "only JSON on stdout: {line:?}");
         if line.contains("/healthz") {
             break line;
         }
@@ -64,6 +74,10 @@ fn serve_logs_json_with_trace_ids_and_stops_on_sigterm() {
     assert!(exit.success(), "a SIGTERM is a clean stop: {exit:?}");
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("finishing requests in flight")), "{rest:?}");
+    for line in &rest {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(parsed.is_ok(), "standard output has only JSON log lines: {line:?}");
+    }
 }
 
 #[test]

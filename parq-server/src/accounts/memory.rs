@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use parq_core::{OperatorId, Result, UserId};
 use uuid::Uuid;
 
-use super::{Account, AccountStore, ApiKeyRecord, SessionRecord, TotpEnrolment};
+use super::{Account, AccountStore, ApiKeyRecord, LockPolicy, SessionRecord, Throttle, TotpEnrolment};
 
 #[derive(Debug, Default)]
 struct State {
@@ -16,6 +16,8 @@ struct State {
     by_email: HashMap<String, UserId>,
     sessions: HashMap<String, SessionRecord>,
     keys: HashMap<String, ApiKeyRecord>,
+    /// Throttle counters with the instant of their last failure.
+    failures: HashMap<String, (Throttle, Timestamp)>,
     puts: u64,
 }
 
@@ -137,6 +139,40 @@ impl AccountStore for MemoryAccounts {
         let Some(k) = st.keys.values_mut().find(|k| k.id == id) else { return Ok(None) };
         k.revoked_at.get_or_insert(at);
         Ok(Some(k.clone()))
+    }
+
+    async fn auth_throttle(&self, subject: &str) -> Result<Throttle> {
+        Ok(self.state().failures.get(subject).map(|(t, _)| *t).unwrap_or_default())
+    }
+
+    async fn record_auth_failure(
+        &self,
+        subject: &str,
+        now: Timestamp,
+        policy: &LockPolicy,
+    ) -> Result<Throttle> {
+        let mut st = self.state();
+        if st.failures.len() >= 100_000 {
+            // Forget idle counters, so memory stays bounded.
+            let before = policy.forget_before(now);
+            st.failures.retain(|_, (t, last)| *last >= before || t.locked_until.is_some_and(|u| u > now));
+        }
+        let entry = st.failures.entry(subject.to_owned()).or_insert((Throttle::default(), now));
+        if entry.1 < policy.forget_before(now) {
+            entry.0.failures = 0;
+        }
+        entry.0.failures = entry.0.failures.saturating_add(1);
+        entry.1 = now;
+        if let Some(lock) = policy.lock_after(entry.0.failures) {
+            let until = now.checked_add(lock).unwrap_or(Timestamp::MAX);
+            entry.0.locked_until = Some(entry.0.locked_until.map_or(until, |u| u.max(until)));
+        }
+        Ok(entry.0)
+    }
+
+    async fn clear_auth_failures(&self, subject: &str) -> Result<()> {
+        self.state().failures.remove(subject);
+        Ok(())
     }
 
     async fn ping(&self) -> Result<()> {

@@ -5,6 +5,7 @@
 //! compute codes): passwords are Argon2id PHC strings, session tokens, API keys and recovery
 //! codes are stored as SHA-256 digests.
 
+pub mod email;
 mod memory;
 pub mod password;
 mod postgres;
@@ -18,7 +19,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use parq_core::{OperatorId, Result, UserId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -64,7 +65,7 @@ pub struct TotpEnrolment {
 pub struct Account {
     /// The id; drivers' reservations carry it.
     pub id: UserId,
-    /// Normalised (trimmed, lower-case) email address; unique.
+    /// Normalised email address (trimmed, NFKC, lower-case; see [`email::normalize`]); unique.
     pub email: String,
     /// Argon2id PHC string.
     pub password_hash: String,
@@ -142,6 +143,49 @@ impl ApiKeyRecord {
     }
 }
 
+/// The failed attempts recorded against one subject of the login throttle: an account
+/// (`account:<id>`) or a client address (`ip:<address>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Throttle {
+    /// Failures since the last success (or since the counter was forgotten).
+    pub failures: u32,
+    /// Until when every attempt is refused, whatever its credentials.
+    pub locked_until: Option<Timestamp>,
+}
+
+impl Throttle {
+    /// The end of the lock, when it is still on at `now`.
+    pub fn locked_at(&self, now: Timestamp) -> Option<Timestamp> {
+        self.locked_until.filter(|until| *until > now)
+    }
+}
+
+/// When failures lock a subject, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockPolicy {
+    /// The failure that locks first; each further one locks again, twice as long.
+    pub max_failures: u32,
+    /// The first lock.
+    pub lock: SignedDuration,
+    /// The longest lock; a counter without a failure for this long starts again from zero.
+    pub max_lock: SignedDuration,
+}
+
+impl LockPolicy {
+    /// The lock that the `failures`-th failure starts, if any: none below `max_failures`, then
+    /// `lock`, `2 × lock`, `4 × lock`, … up to `max_lock`.
+    pub fn lock_after(&self, failures: u32) -> Option<SignedDuration> {
+        let over = failures.checked_sub(self.max_failures.max(1))?;
+        let factor = 1i32.checked_shl(over.min(30)).unwrap_or(i32::MAX);
+        Some(self.lock.checked_mul(factor).unwrap_or(self.max_lock).min(self.max_lock))
+    }
+
+    /// The instant before which a counter's last failure is forgotten.
+    pub fn forget_before(&self, now: Timestamp) -> Timestamp {
+        now.checked_sub(self.max_lock).unwrap_or(Timestamp::MIN)
+    }
+}
+
 /// Where accounts, sessions and API keys live.
 ///
 /// # Contract
@@ -153,6 +197,9 @@ impl ApiKeyRecord {
 ///   ([`parq_core::Error::Unavailable`] or [`parq_core::Error::Backend`]).
 /// * Expired sessions are never returned, nor are revoked API keys by [`api_key`](Self::api_key);
 ///   a revocation is seen by every lookup that starts after it returns (every replica's).
+/// * `record_auth_failure` is atomic per subject: of `n` concurrent failures the counter grows
+///   by `n`, and the lock it answers is never shorter than one already recorded. Every replica
+///   on one store sees the same counters.
 #[async_trait]
 pub trait AccountStore: Send + Sync + Debug + 'static {
     /// Creates a user; `false` when the email is taken.
@@ -189,6 +236,18 @@ pub trait AccountStore: Send + Sync + Debug + 'static {
     /// Revokes the API key `id` at `at` (a key revoked already keeps its first instant);
     /// returns the key as it is now, `None` when there is no such key.
     async fn revoke_api_key(&self, id: Uuid, at: Timestamp) -> Result<Option<ApiKeyRecord>>;
+    /// The login throttle's counter of `subject` (zero failures when none is recorded).
+    async fn auth_throttle(&self, subject: &str) -> Result<Throttle>;
+    /// Counts a failed attempt of `subject` at `now`, locking it as `policy` says; a counter
+    /// whose last failure is older than `policy.forget_before(now)` starts again from zero.
+    async fn record_auth_failure(
+        &self,
+        subject: &str,
+        now: Timestamp,
+        policy: &LockPolicy,
+    ) -> Result<Throttle>;
+    /// Forgets the failures of `subject` (after a successful login).
+    async fn clear_auth_failures(&self, subject: &str) -> Result<()>;
     /// Checks that the backend answers.
     async fn ping(&self) -> Result<()>;
 }

@@ -10,7 +10,7 @@ use parq_postgres::tokio_postgres::types::ToSql;
 use parq_postgres::{db_error, ident};
 use uuid::Uuid;
 
-use super::{Account, AccountStore, ApiKeyRecord, Role, SessionRecord, TotpEnrolment};
+use super::{Account, AccountStore, ApiKeyRecord, LockPolicy, Role, SessionRecord, Throttle, TotpEnrolment};
 
 /// An [`AccountStore`] in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -45,6 +45,13 @@ fn role(s: &str) -> Result<Role> {
         "operator" => Role::Operator,
         "gate" => Role::Gate,
         other => return Err(Error::backend("postgres", format!("unknown role {other:?}"))),
+    })
+}
+
+fn throttle(r: &Row) -> Result<Throttle> {
+    Ok(Throttle {
+        failures: u32::try_from(r.get::<_, i32>(0)).unwrap_or(0),
+        locked_until: r.get::<_, Option<i64>>(1).map(instant).transpose()?,
     })
 }
 
@@ -347,6 +354,74 @@ impl AccountStore for PgAccounts {
         )
         .await?;
         self.api_key_by_id(id).await
+    }
+
+    async fn auth_throttle(&self, subject: &str) -> Result<Throttle> {
+        let q = &self.q;
+        let rows = self
+            .query(
+                &format!("SELECT failures, locked_until_us FROM {q}.auth_failures WHERE subject = $1"),
+                &[&subject],
+            )
+            .await?;
+        rows.first().map_or(Ok(Throttle::default()), throttle)
+    }
+
+    async fn record_auth_failure(
+        &self,
+        subject: &str,
+        now: Timestamp,
+        policy: &LockPolicy,
+    ) -> Result<Throttle> {
+        let q = &self.q;
+        let rows = self
+            .query(
+                &format!(
+                    "INSERT INTO {q}.auth_failures AS f (subject, failures, last_failure_us) VALUES ($1, 1, $2) \
+                     ON CONFLICT (subject) DO UPDATE SET \
+                         failures = CASE WHEN f.last_failure_us < $3 THEN 1 \
+                                         ELSE least(f.failures, 1000000000) + 1 END, \
+                         last_failure_us = $2 \
+                     RETURNING failures, locked_until_us"
+                ),
+                &[&subject, &micros(now), &micros(policy.forget_before(now))],
+            )
+            .await?;
+        let counted = rows.first().map_or(Ok(Throttle::default()), throttle)?;
+        let Some(lock) = policy.lock_after(counted.failures) else { return Ok(counted) };
+        let until = now.checked_add(lock).unwrap_or(Timestamp::MAX);
+        let rows = self
+            .query(
+                &format!(
+                    "UPDATE {q}.auth_failures SET locked_until_us = greatest(coalesce(locked_until_us, 0), $2) \
+                     WHERE subject = $1 RETURNING failures, locked_until_us"
+                ),
+                &[&subject, &micros(until)],
+            )
+            .await?;
+        let locked = rows.first().map_or(Ok(counted), throttle)?;
+        Ok(Throttle { failures: counted.failures, ..locked })
+    }
+
+    async fn clear_auth_failures(&self, subject: &str) -> Result<()> {
+        let q = &self.q;
+        self.execute(&format!("DELETE FROM {q}.auth_failures WHERE subject = $1"), &[&subject]).await?;
+        // Forget idle counters now and then, so the table stays small.
+        if subject.ends_with('0') {
+            self.execute(
+                &format!(
+                    "DELETE FROM {q}.auth_failures WHERE last_failure_us < $1 \
+                     AND coalesce(locked_until_us, 0) < $1"
+                ),
+                &[&micros(
+                    Timestamp::now()
+                        .checked_sub(jiff::SignedDuration::from_hours(24))
+                        .unwrap_or(Timestamp::MIN),
+                )],
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<()> {

@@ -9,7 +9,7 @@ use parq_core::{Error, OperatorId, Result, UserId};
 use parq_sqlite::rusqlite::{self, OptionalExtension, Row, TransactionBehavior, params};
 use uuid::Uuid;
 
-use super::{Account, AccountStore, ApiKeyRecord, Role, SessionRecord, TotpEnrolment};
+use super::{Account, AccountStore, ApiKeyRecord, LockPolicy, Role, SessionRecord, Throttle, TotpEnrolment};
 use crate::sqlite::SqliteDb;
 
 /// An [`AccountStore`] in the server's tables of an SQLite file.
@@ -70,6 +70,13 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
 
 const ACCOUNT: &str = "SELECT id, email, password_hash, role, operator_id, totp_secret, totp_confirmed, \
                        totp_last_step, created_at_us FROM accounts";
+
+fn throttle(r: &Row<'_>) -> rusqlite::Result<Throttle> {
+    Ok(Throttle {
+        failures: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(u32::MAX),
+        locked_until: r.get::<_, Option<i64>>(1)?.map(instant).transpose()?,
+    })
+}
 
 fn account(conn: &rusqlite::Connection, r: &Row<'_>) -> rusqlite::Result<Account> {
     let id: String = r.get(0)?;
@@ -348,6 +355,81 @@ impl AccountStore for SqliteAccounts {
                 )?;
                 let mut st = c.prepare_cached(&format!("{KEY} WHERE id = ?1"))?;
                 st.query_row([id.to_string()], key_row).optional()
+            })
+            .await
+    }
+
+    async fn auth_throttle(&self, subject: &str) -> Result<Throttle> {
+        let subject = subject.to_owned();
+        self.db
+            .run(move |c| {
+                c.query_row(
+                    "SELECT failures, locked_until_us FROM auth_failures WHERE subject = ?1",
+                    [&subject],
+                    throttle,
+                )
+                .optional()
+                .map(Option::unwrap_or_default)
+            })
+            .await
+    }
+
+    async fn record_auth_failure(
+        &self,
+        subject: &str,
+        now: Timestamp,
+        policy: &LockPolicy,
+    ) -> Result<Throttle> {
+        let subject = subject.to_owned();
+        let policy = *policy;
+        self.db
+            .run(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let counted = tx.query_row(
+                    "INSERT INTO auth_failures (subject, failures, last_failure_us) VALUES (?1, 1, ?2) \
+                     ON CONFLICT (subject) DO UPDATE SET \
+                         failures = CASE WHEN last_failure_us < ?3 THEN 1 \
+                                         ELSE min(failures, 1000000000) + 1 END, \
+                         last_failure_us = ?2 \
+                     RETURNING failures, locked_until_us",
+                    params![subject, micros(now), micros(policy.forget_before(now))],
+                    throttle,
+                )?;
+                let t = match policy.lock_after(counted.failures) {
+                    Some(lock) => {
+                        let until = now.checked_add(lock).unwrap_or(Timestamp::MAX);
+                        tx.query_row(
+                            "UPDATE auth_failures SET locked_until_us = max(coalesce(locked_until_us, 0), ?2) \
+                             WHERE subject = ?1 RETURNING failures, locked_until_us",
+                            params![subject, micros(until)],
+                            throttle,
+                        )?
+                    }
+                    None => counted,
+                };
+                tx.commit()?;
+                Ok(t)
+            })
+            .await
+    }
+
+    async fn clear_auth_failures(&self, subject: &str) -> Result<()> {
+        let subject = subject.to_owned();
+        self.db
+            .run(move |c| {
+                c.execute("DELETE FROM auth_failures WHERE subject = ?1", [&subject])?;
+                // Forget idle counters now and then, so the table stays small.
+                if subject.ends_with('0') {
+                    let before = Timestamp::now()
+                        .checked_sub(jiff::SignedDuration::from_hours(24))
+                        .unwrap_or(Timestamp::MIN);
+                    c.execute(
+                        "DELETE FROM auth_failures WHERE last_failure_us < ?1 \
+                         AND coalesce(locked_until_us, 0) < ?1",
+                        [micros(before)],
+                    )?;
+                }
+                Ok(())
             })
             .await
     }

@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use parq_core::{Error, OperatorId, UserId};
 use uuid::Uuid;
 
-use super::{Account, Accounts, ApiKeyRecord, Role, SessionRecord, TotpEnrolment};
+use super::{Account, Accounts, ApiKeyRecord, LockPolicy, Role, SessionRecord, Throttle, TotpEnrolment};
 
 /// A whole-second instant (what every backend keeps exactly).
 fn t0() -> Timestamp {
@@ -226,6 +226,68 @@ pub async fn account_api_keys_listed_and_revoked(store: Accounts) {
     assert_eq!(store.revoke_api_key(Uuid::now_v7(), at).await.unwrap(), None);
 }
 
+fn lock_policy() -> LockPolicy {
+    LockPolicy {
+        max_failures: 3,
+        lock: SignedDuration::from_secs(10),
+        max_lock: SignedDuration::from_secs(40),
+    }
+}
+
+/// Failures count per subject; the `max_failures`-th locks for `lock`, each further one twice
+/// as long up to `max_lock`; another subject is untouched; clearing forgets the counter.
+pub async fn account_throttle_counts_locks_and_clears(store: Accounts) {
+    let p = lock_policy();
+    let at = |s: i64| t0() + SignedDuration::from_secs(s);
+    assert_eq!(store.auth_throttle("account:a").await.unwrap(), Throttle::default());
+    for n in 1..=2 {
+        let t = store.record_auth_failure("account:a", at(0), &p).await.unwrap();
+        assert_eq!(t, Throttle { failures: n, locked_until: None });
+    }
+    let third = store.record_auth_failure("account:a", at(1), &p).await.unwrap();
+    assert_eq!(third, Throttle { failures: 3, locked_until: Some(at(11)) });
+    assert_eq!(store.auth_throttle("account:a").await.unwrap(), third);
+    assert_eq!(third.locked_at(at(5)), Some(at(11)));
+    assert_eq!(third.locked_at(at(11)), None, "the lock ends by itself");
+    let fourth = store.record_auth_failure("account:a", at(12), &p).await.unwrap();
+    assert_eq!(fourth, Throttle { failures: 4, locked_until: Some(at(32)) }, "twice as long");
+    let t = store.record_auth_failure("account:a", at(33), &p).await.unwrap();
+    assert_eq!(t.locked_until, Some(at(33 + 40)), "capped at max_lock");
+    assert_eq!(store.auth_throttle("ip:127.0.0.1").await.unwrap(), Throttle::default());
+    store.clear_auth_failures("account:a").await.unwrap();
+    assert_eq!(store.auth_throttle("account:a").await.unwrap(), Throttle::default());
+    let t = store.record_auth_failure("account:a", at(34), &p).await.unwrap();
+    assert_eq!(t, Throttle { failures: 1, locked_until: None });
+}
+
+/// A counter without a failure for `max_lock` starts again from one.
+pub async fn account_throttle_forgets_idle_counters(store: Accounts) {
+    let p = lock_policy();
+    store.record_auth_failure("ip:10.0.0.1", t0(), &p).await.unwrap();
+    store.record_auth_failure("ip:10.0.0.1", t0(), &p).await.unwrap();
+    let later = t0() + SignedDuration::from_secs(41);
+    let t = store.record_auth_failure("ip:10.0.0.1", later, &p).await.unwrap();
+    assert_eq!(t.failures, 1, "{t:?}");
+    assert_eq!(t.locked_at(later), None);
+}
+
+/// Concurrent failures are all counted (as from replicas at once), and lock.
+pub async fn account_throttle_counts_concurrent_failures(store: Accounts) {
+    let p = LockPolicy { max_failures: 10, ..lock_policy() };
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.record_auth_failure("account:race", t0(), &p).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let t = store.auth_throttle("account:race").await.unwrap();
+    assert_eq!(t.failures, 16, "{t:?}");
+    assert_eq!(t.locked_at(t0()), Some(t0() + SignedDuration::from_secs(40)), "{t:?}");
+}
+
 /// The backend answers.
 pub async fn account_ping_answers(store: Accounts) {
     store.ping().await.expect("ping");
@@ -245,6 +307,9 @@ macro_rules! __account_cases {
             account_sessions_expire_and_end,
             account_api_keys_round_trip,
             account_api_keys_listed_and_revoked,
+            account_throttle_counts_locks_and_clears,
+            account_throttle_forgets_idle_counters,
+            account_throttle_counts_concurrent_failures,
             account_ping_answers,
         }
     };

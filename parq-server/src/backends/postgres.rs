@@ -30,6 +30,11 @@ pub const MIGRATIONS: Migrations<'static> = Migrations {
             sql: include_str!("../../migrations/0003_test_gateway.sql"),
         },
         Migration { version: 4, name: "keys", sql: include_str!("../../migrations/0004_keys.sql") },
+        Migration {
+            version: 5,
+            name: "auth_failures",
+            sql: include_str!("../../migrations/0005_auth_failures.sql"),
+        },
     ],
 };
 

@@ -1,15 +1,21 @@
 //! Registration, login with TOTP, sessions.
 
+use std::net::IpAddr;
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{Extensions, StatusCode};
 use jiff::{SignedDuration, Timestamp};
 use parq_core::{Error, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::views::{AccountView, MfaEnabled, Session, SortedJson, TokenType, TotpSeed};
-use crate::accounts::{Account, Role, SessionRecord, TotpEnrolment, password, secret, totp};
+use crate::accounts::{
+    Account, LockPolicy, Role, SessionRecord, TotpEnrolment, email, password, secret, totp,
+};
+use crate::clientaddr::{self, ClientAddr};
 use crate::extract::{ApiJson, User};
 use crate::problem::{ApiResult, JsonBody, Problem, ProblemCode};
 use crate::state::AppState;
@@ -31,16 +37,100 @@ pub struct RegisterBody {
 }
 
 fn normalize_email(email: &str) -> Result<String, Problem> {
-    let e = email.trim().to_lowercase();
-    let valid = e.len() <= 254
-        && e.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-        })
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !valid {
-        return Err(Error::invalid("email", "is not an email address").into());
+    email::normalize(email).map_err(|e| Error::invalid("email", e.to_string()).into())
+}
+
+/// The login throttle's subject of an account.
+fn account_subject(id: UserId) -> String {
+    format!("account:{id}")
+}
+
+/// The login throttle's subject of a client address.
+fn ip_subject(ip: IpAddr) -> String {
+    format!("ip:{ip}")
+}
+
+fn policy(s: &AppState, max_failures: u32) -> LockPolicy {
+    let secs = |n: u64| SignedDuration::from_secs(i64::try_from(n).unwrap_or(i64::MAX / 2));
+    LockPolicy {
+        max_failures,
+        lock: secs(s.config.login_lock_secs),
+        max_lock: secs(s.config.login_lock_max_secs),
     }
-    Ok(e)
+}
+
+/// The answer while a lock is on: `429 login_locked` with `Retry-After`.
+fn locked(until: Timestamp, now: Timestamp) -> Problem {
+    let secs = until.duration_since(now).as_secs_f64().ceil().max(1.0);
+    // Whole seconds, far below u64::MAX: the lock is at most login_lock_max_secs.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let after = Duration::from_secs(secs as u64);
+    Problem::new(
+        ProblemCode::LoginLocked,
+        format!("too many failed logins: try again in {} s", after.as_secs()),
+    )
+    .retry_after(after)
+}
+
+/// Who is logging in, for the throttle and the audit log.
+struct Attempt {
+    client: IpAddr,
+    account: Option<UserId>,
+}
+
+impl Attempt {
+    /// Refuses the attempt while the client's address or the account is locked.
+    async fn check(&self, s: &AppState) -> ApiResult<()> {
+        let now = Timestamp::now();
+        let mut until = s.accounts.auth_throttle(&ip_subject(self.client)).await?.locked_at(now);
+        if let Some(id) = self.account {
+            until = until.max(s.accounts.auth_throttle(&account_subject(id)).await?.locked_at(now));
+        }
+        match until {
+            Some(until) => Err(locked(until, now)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failure (of `what`: password, totp or recovery code) against the account and
+    /// the client's address; answers `refusal`, or `429` when this failure started a lock.
+    async fn failed(&self, s: &AppState, what: &'static str, refusal: Problem) -> Problem {
+        let now = Timestamp::now();
+        let mut until = None;
+        let ip_policy = policy(s, s.config.login_ip_max_failures);
+        match s.accounts.record_auth_failure(&ip_subject(self.client), now, &ip_policy).await {
+            Ok(t) => {
+                if let Some(u) = t.locked_at(now) {
+                    tracing::warn!(target: "parq::audit", event = "login_locked", subject = "client",
+                        client = %self.client, failures = t.failures, locked_until = %u, factor = what,
+                        "logins from this address are locked after failed attempts");
+                    until = Some(u);
+                }
+            }
+            Err(e) => return Problem::from(e),
+        }
+        if let Some(id) = self.account {
+            let account_policy = policy(s, s.config.login_max_failures);
+            match s.accounts.record_auth_failure(&account_subject(id), now, &account_policy).await {
+                Ok(t) => {
+                    if let Some(u) = t.locked_at(now) {
+                        tracing::warn!(target: "parq::audit", event = "login_locked", subject = "account",
+                            user = %id, client = %self.client, failures = t.failures, locked_until = %u,
+                            factor = what, "logins of this account are locked after failed attempts");
+                        until = until.max(Some(u));
+                    } else {
+                        tracing::info!(target: "parq::audit", event = "login_failed", user = %id,
+                            client = %self.client, failures = t.failures, factor = what, "failed login");
+                    }
+                }
+                Err(e) => return Problem::from(e),
+            }
+        }
+        match until {
+            Some(until) => locked(until, now),
+            None => refusal,
+        }
+    }
 }
 
 /// Register a driver account.
@@ -103,7 +193,10 @@ pub struct LoginBody {
 
 /// Log in (password, then a TOTP or recovery code when enrolled).
 ///
-/// Answers a bearer token for `Authorization: Bearer <token>`.
+/// Answers a bearer token for `Authorization: Bearer <token>`. Failed attempts (password, TOTP
+/// or recovery code) are counted per account and per client address; past the configured
+/// number, logins are refused with `429 login_locked` and `Retry-After`, even with the right
+/// password, for a time that doubles with each further failure.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
@@ -112,22 +205,41 @@ pub struct LoginBody {
     request_body = LoginBody,
     responses(
         (status = OK, description = "A session", body = Session),
+        (status = UNAUTHORIZED, response = Problem),
+        (status = TOO_MANY_REQUESTS, response = Problem),
         JsonBody,
     )
 )]
 pub async fn login(
     State(s): State<AppState>,
+    extensions: Extensions,
     ApiJson(b): ApiJson<LoginBody>,
 ) -> ApiResult<SortedJson<Session>> {
-    let wrong = || Problem::unauthorized("wrong email or password");
-    let email = b.email.trim().to_lowercase();
+    let client = extensions.get::<ClientAddr>().map_or_else(|| clientaddr::peer(&extensions), |c| c.0);
+    let email = normalize_email(&b.email)?;
     let account = s.accounts.user_by_email(&email).await?;
+    let attempt = Attempt { client, account: account.as_ref().map(|a| a.id) };
+    attempt.check(&s).await?;
     let phc = account.as_ref().map_or_else(|| password::decoy().to_owned(), |a| a.password_hash.clone());
     let ok = password::verify(b.password, phc).await;
-    let Some(account) = account.filter(|_| ok) else { return Err(wrong()) };
+    let Some(mut account) = account.filter(|_| ok) else {
+        return Err(attempt.failed(&s, "password", Problem::unauthorized("wrong email or password")).await);
+    };
     if account.mfa_enabled() {
-        second_factor(&s, &account, b.totp_code.as_deref(), b.recovery_code.as_deref()).await?;
+        if let Err((what, refusal)) =
+            second_factor(&s, &account, b.totp_code.as_deref(), b.recovery_code.as_deref()).await?
+        {
+            return Err(match what {
+                Some(what) => attempt.failed(&s, what, refusal).await,
+                None => refusal,
+            });
+        }
+        // A recovery code was used: answer the account as it is now.
+        if b.totp_code.is_none() {
+            account = account_of_id(&s, account.id).await?;
+        }
     }
+    s.accounts.clear_auth_failures(&account_subject(account.id)).await?;
     let now = Timestamp::now();
     let token = secret::token(secret::SESSION_PREFIX);
     let ttl = SignedDuration::from_secs(i64::try_from(s.config.session_ttl_secs).unwrap_or(i64::MAX / 2));
@@ -140,7 +252,7 @@ pub async fn login(
             expires_at,
         })
         .await?;
-    tracing::info!(user = %account.id, "logged in");
+    tracing::info!(user = %account.id, client = %client, "logged in");
     Ok(SortedJson(Session {
         expires_at,
         token,
@@ -149,36 +261,51 @@ pub async fn login(
     }))
 }
 
+/// A refused second factor: the factor that failed (counted by the throttle; none when the
+/// request sent no code at all) and the answer.
+type Refused = (Option<&'static str>, Problem);
+
 async fn second_factor(
     s: &AppState,
     account: &Account,
     code: Option<&str>,
     recovery: Option<&str>,
-) -> ApiResult<()> {
+) -> ApiResult<Result<(), Refused>> {
     let enrolment = account.totp.as_ref().ok_or_else(|| Problem::unauthorized("no second factor"))?;
     if let Some(code) = code {
-        let step = totp::check(&enrolment.secret, code, Timestamp::now())?;
+        // A malformed code is a wrong code, counted like one.
+        let step = totp::check(&enrolment.secret, code, Timestamp::now()).ok().flatten();
         if let Some(step) = step
             && s.accounts.accept_totp_step(account.id, step).await?
         {
-            return Ok(());
+            return Ok(Ok(()));
         }
-        return Err(Problem::unauthorized("the one-time code is wrong, expired or already used")
-            .with("field", "totp_code"));
+        return Ok(Err((
+            Some("totp"),
+            Problem::unauthorized("the one-time code is wrong, expired or already used")
+                .with("field", "totp_code"),
+        )));
     }
     if let Some(code) = recovery {
         let digest = secret::digest(&secret::normalize_recovery_code(code));
         if s.accounts.use_recovery_code(account.id, &digest).await? {
-            tracing::warn!(user = %account.id, "logged in with a recovery code");
-            return Ok(());
+            tracing::warn!(target: "parq::audit", event = "recovery_code_used", user = %account.id,
+                "logged in with a recovery code");
+            return Ok(Ok(()));
         }
-        return Err(Problem::unauthorized("the recovery code is wrong or already used")
-            .with("field", "recovery_code"));
+        return Ok(Err((
+            Some("recovery_code"),
+            Problem::unauthorized("the recovery code is wrong or already used")
+                .with("field", "recovery_code"),
+        )));
     }
-    Err(Problem::new(
-        ProblemCode::MfaRequired,
-        "this account has two-factor authentication: send totp_code (or recovery_code)",
-    ))
+    Ok(Err((
+        None,
+        Problem::new(
+            ProblemCode::MfaRequired,
+            "this account has two-factor authentication: send totp_code (or recovery_code)",
+        ),
+    )))
 }
 
 /// End the session.
@@ -197,7 +324,11 @@ pub async fn logout(State(s): State<AppState>, user: User) -> ApiResult<StatusCo
 }
 
 async fn account_of(s: &AppState, user: &User) -> ApiResult<Account> {
-    s.accounts.user(user.id).await?.ok_or_else(|| Problem::unauthorized("the account no longer exists"))
+    account_of_id(s, user.id).await
+}
+
+async fn account_of_id(s: &AppState, id: UserId) -> ApiResult<Account> {
+    s.accounts.user(id).await?.ok_or_else(|| Problem::unauthorized("the account no longer exists"))
 }
 
 /// The caller's account.

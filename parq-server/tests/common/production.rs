@@ -145,7 +145,8 @@ pub struct Process {
     pub child: Child,
     pub url: String,
     pub lines: mpsc::Receiver<String>,
-    /// What it printed before it said where it listens.
+    /// What it printed before it said where it listens: its banner lines as they are, its log
+    /// lines (standard output) prefixed with `log: `.
     pub before: Vec<String>,
 }
 
@@ -171,14 +172,16 @@ pub fn spawn(args: &[&str], env: &[(String, String)]) -> Process {
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let tx2 = tx.clone();
+    // Standard output carries the JSON log lines; standard error the banner people read
+    // (and any refusal), which is where "listening on" must come.
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
+            let _ = tx.send(format!("log: {line}"));
         }
     });
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx2.send(format!("stderr: {line}"));
+            let _ = tx2.send(line);
         }
     });
     let mut seen = Vec::new();
