@@ -760,18 +760,16 @@ impl PgStore {
         let tail = out.params(&next.lot.0, &now_s);
         let params: Vec<Param<'_>> = head.into_iter().chain(tail).collect();
         let spot = next.spot;
-        let rows =
-            if let Some(nr) = &u.revoke {
-                let rows = query(tx, &self.sql().write_update, &params)
-                    .await
-                    .map_err(|e| e.into_core(Some(spot)))?;
-                // Last before the commit: the revocation counter stays locked as briefly as can be.
-                crate::revocations::insert(tx, &self.inner.schema, next.id, nr, now).await?;
-                tx.batch_execute("COMMIT").await.map_err(|e| PgError::Db(e).into_core(Some(spot)))?;
-                rows
-            } else {
-                commit_with(tx, &self.sql().write_update, &params).await.map_err(|e| e.into_core(Some(spot)))?
-            };
+        let rows = if let Some(nr) = &u.revoke {
+            let rows =
+                query(tx, &self.sql().write_update, &params).await.map_err(|e| e.into_core(Some(spot)))?;
+            // Last before the commit: the revocation counter stays locked as briefly as can be.
+            crate::revocations::insert(tx, &self.inner.schema, next.id, nr, now).await?;
+            tx.batch_execute("COMMIT").await.map_err(|e| PgError::Db(e).into_core(Some(spot)))?;
+            rows
+        } else {
+            commit_with(tx, &self.sql().write_update, &params).await.map_err(|e| e.into_core(Some(spot)))?
+        };
         let queued = out.queued(next.lot.0, &rows)?;
         Ok((next, Some(queued)))
     }

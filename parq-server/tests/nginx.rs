@@ -25,10 +25,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const OPERATOR_KEY: &str = "pqk_nginx_operator_key_0123456789abcdef";
+const GATE_KEY: &str = "pqk_nginx_gate_key_0123456789abcdef0123";
 /// The replicas' limits: requests per second per address and per driver; a bucket holds
 /// `BURST_SECS` seconds of them.
 const RATE_IP: u32 = 6;
 const RATE_USER: u32 = 2;
+/// Requests per second per API key.
+const RATE_KEY: u32 = 2;
 const BURST_SECS: u32 = 5;
 
 fn nginx_binary() -> PathBuf {
@@ -219,7 +222,7 @@ async fn two_replicas_behind_nginx() {
     for (k, v) in [
         ("PARQ_RATE_IP", RATE_IP.to_string()),
         ("PARQ_RATE_USER", RATE_USER.to_string()),
-        ("PARQ_RATE_KEY", "1000".to_owned()),
+        ("PARQ_RATE_KEY", RATE_KEY.to_string()),
         ("PARQ_RATE_BURST", BURST_SECS.to_string()),
         // NGINX connects from 127.0.0.1.
         ("PARQ_TRUSTED_PROXIES", "127.0.0.1".to_owned()),
@@ -230,6 +233,7 @@ async fn two_replicas_behind_nginx() {
     let mut env_a = env.clone();
     env_a.push(("PARQ_DEMO".into(), "true".into()));
     env_a.push(("PARQ_OPERATOR_KEY".into(), OPERATOR_KEY.into()));
+    env_a.push(("PARQ_GATE_KEY".into(), GATE_KEY.into()));
     let a = production::spawn(&["serve", "--bind", "127.0.0.1:0"], &env_a);
     let mut env_b = env.clone();
     env_b.push(("PARQ_DEMO".into(), "false".into()));
@@ -314,6 +318,17 @@ async fn two_replicas_behind_nginx() {
     assert!(details.iter().all(|d| d.contains("this account")), "{details:?}");
     let (by, _, _) = burst(&c5, &base, 1, Some(&second), None).await;
     assert_eq!(allowed(&by), 1, "the other driver is not limited: {by:?}");
+
+    // --- Per API key: one key's requests through nginx to both replicas share one bucket
+    // (fewer than the address's bucket, so the key's limit is the one that bites), and another
+    // key from the same address is not limited by it.
+    let c6 = client_from("127.0.0.6");
+    let (by, details, elapsed) = burst(&c6, &base, 24, Some(OPERATOR_KEY), None).await;
+    assert_within(&by, elapsed, RATE_KEY, "one API key through nginx to two replicas");
+    assert!(details.iter().all(|d| d.contains("this account")), "{details:?}");
+    assert_eq!(by.len(), 2, "both replicas answered: {by:?}");
+    let (by, _, _) = burst(&c6, &base, 1, Some(GATE_KEY), None).await;
+    assert_eq!(allowed(&by), 1, "another key is not limited: {by:?}");
 
     // --- A replica killed mid-run: every acknowledged hold is in PostgreSQL.
     const DRIVERS: usize = 8;
