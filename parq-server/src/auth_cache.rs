@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use crate::state::Principal;
+use crate::principal::Principal;
 
 /// How long a resolved credential is used without reading the file again.
 pub const TTL: Duration = Duration::from_secs(1);

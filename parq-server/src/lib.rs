@@ -9,7 +9,6 @@
 //
 // Configuration, domain ports and the HTTP basics.
 pub mod accounts;
-pub mod auth_cache;
 pub mod clientaddr;
 pub mod config;
 pub mod http;
@@ -21,7 +20,10 @@ pub mod demo;
 pub mod gateway;
 pub mod metrics;
 pub mod operators;
+pub mod principal;
 pub mod ratelimit;
+// Credentials resolved a moment ago.
+pub mod auth_cache;
 pub mod web;
 // The adapters the configuration names, and the state every handler shares.
 pub mod backends;

@@ -330,11 +330,8 @@ async fn live_updates_reach_every_replica_through_redis_and_through_postgres_whi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_made_on_one_replica_reaches_gates_of_another_and_survives_a_restart_of_both() {
     let b = Backing::new().await;
-    let config = parq_server::Config {
-        // Both replicas sign and verify passes with the same key, as a deployment does.
-        pass_signing_key: Some("5e".repeat(32)),
-        ..b.config()
-    };
+    // Both replicas sign and verify passes with the same keyring, as a deployment does.
+    let config = b.config();
     b.migrate(&config).await;
     let replica = |demo: bool| {
         let config = parq_server::Config { demo: Some(demo), ..config.clone() };

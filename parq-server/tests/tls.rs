@@ -64,28 +64,31 @@ impl Serve {
             .args(["serve", "--bind", "127.0.0.1:0"])
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("PARQ_LOG", "warn")
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // The banner, with the address, is on standard error (the logs are on standard output).
         let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
         });
+        let mut said = Vec::new();
         let url = loop {
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(line) => {
                     if let Some(url) = line.strip_prefix("listening on ") {
                         break url.to_owned();
                     }
+                    said.push(line);
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    let out = child.wait_with_output().unwrap();
-                    panic!("parq serve did not start: {}", String::from_utf8_lossy(&out.stderr));
+                    let _ = child.wait();
+                    panic!("parq serve did not start: {}", said.join("\n"));
                 }
             }
         };
@@ -126,6 +129,8 @@ async fn serve_on_verified_postgres_with_the_lock_on_a_cluster_and_on_tls_redis(
         ("PARQ_STORE_URL", store_url.clone()),
         ("PARQ_PG_CA_FILE", cert.display().to_string()),
         ("PARQ_STORE_SCHEMA", schema.clone()),
+        // Replicas on PostgreSQL share a pass keyring; the server refuses to start without one.
+        ("PARQ_PASS_KEYS", parq_server::passkeys::Keyring::generate().unwrap().to_document()),
     ];
 
     let out = Command::new(PARQ)
