@@ -85,6 +85,16 @@ impl AuthCache {
     pub fn forget(&self, digest: &str) {
         self.shard(digest).lock().unwrap_or_else(PoisonError::into_inner).remove(digest);
     }
+
+    /// Forgets the API key `id` (it was revoked): the key is known here by its id only.
+    pub fn forget_key(&self, id: uuid::Uuid) {
+        for shard in &self.shards {
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|_, e| !matches!(e.principal, Principal::Key { id: k, .. } if k == id));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -95,6 +105,18 @@ mod tests {
 
     fn user() -> Principal {
         Principal::User { id: UserId::new(), role: Role::Driver, operator: None, session: "d".into() }
+    }
+
+    #[test]
+    fn a_revoked_key_is_forgotten_by_its_id() {
+        let cache = AuthCache::new(Some(TTL));
+        let (id, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let key = |id| Principal::Key { id, role: Role::Gate, operator: parq_core::OperatorId::new() };
+        cache.put("a", &key(id), None);
+        cache.put("b", &key(other), None);
+        cache.forget_key(id);
+        assert_eq!(cache.get("a", Timestamp::now()), None);
+        assert_eq!(cache.get("b", Timestamp::now()), Some(key(other)));
     }
 
     #[test]

@@ -487,6 +487,8 @@ pub async fn revoke_key(
         .revoke_api_key(id, Timestamp::now())
         .await?
         .ok_or_else(|| Problem::not_found(format!("API key {id} not found")))?;
+    // Refused from the next request on, here; other processes on a SQLite file within its TTL.
+    s.auth_cache.forget_key(id);
     tracing::info!(key = %id, operator = %op, "revoked an API key");
     Ok(SortedJson(ApiKeyView::from(revoked)))
 }
