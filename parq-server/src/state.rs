@@ -3,8 +3,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use parq_core::{Engine, OperatorId, UserId};
-use uuid::Uuid;
+use parq_core::Engine;
 
 use crate::accounts::Accounts;
 use crate::backends::{Backends, Simulated};
