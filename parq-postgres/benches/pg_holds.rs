@@ -100,7 +100,7 @@ async fn reset(store: &PgStore, seed: bool) {
     let client = store.pool().get().await.unwrap();
     client
         .batch_execute(&format!(
-            "TRUNCATE {s}.sessions, {s}.events, {s}.idempotency, {s}.reservations; \
+            "TRUNCATE {s}.sessions, {s}.events, {s}.idempotency, {s}.revocations, {s}.reservations; \
              UPDATE {s}.lots SET last_seq = 0; UPDATE {s}.spots SET last_fence = 0; \
              DO $$ BEGIN IF to_regclass('{s}.event_queue') IS NOT NULL THEN \
                  EXECUTE 'TRUNCATE {s}.event_queue'; END IF; END $$;"
