@@ -111,7 +111,8 @@ mod tests {
     fn a_revoked_key_is_forgotten_by_its_id() {
         let cache = AuthCache::new(Some(TTL));
         let (id, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-        let key = |id| Principal::Key { id, role: Role::Gate, operator: parq_core::OperatorId::new() };
+        let operator = parq_core::OperatorId::new();
+        let key = |id| Principal::Key { id, role: Role::Gate, operator };
         cache.put("a", &key(id), None);
         cache.put("b", &key(other), None);
         cache.forget_key(id);
