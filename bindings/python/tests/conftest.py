@@ -67,7 +67,7 @@ def sample_lot(operator: uuid.UUID, **changes: Any) -> tuple[parq.Lot, list[parq
             "EUR", (parq.IncrementingRate(every_minutes=60, amount=200),), daily_cap=1500
         ),
         cancellation=parq.CancellationPolicy(timedelta(hours=2), 50),
-        **changes,
+        **{"reentry": "not_allowed", **changes},
     )
     spots = [
         parq.Spot(
